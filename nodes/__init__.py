@@ -1,0 +1,19 @@
+"""ComfyUI adapters for DreaMoving: thin nodes over the host-independent ``dreamoving`` core."""
+from __future__ import annotations
+
+from comfy_api.v0_0_2 import ComfyExtension, io
+
+from .model_folders import register_model_folders
+from .motion_nodes import MotionUNetLoader
+
+NODES: list[type[io.ComfyNode]] = [MotionUNetLoader]
+
+
+class DreaMovingExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> DreaMovingExtension:
+    register_model_folders()
+    return DreaMovingExtension()

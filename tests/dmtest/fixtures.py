@@ -1,0 +1,110 @@
+"""Generated test weights in the real file formats (DESIGN §5). Never downloaded; cached by version.
+
+The SD1.5 checkpoints are built from ComfyUI's own module classes (so the LDM key layout is exactly
+the one real files have), filled with seeded random values, and written as single-file checkpoints
+that ComfyUI detects as SD1.5 (model_channels 320, context_dim 768):
+
+* ``dm_small_sd15.safetensors``: 2 levels x 1 res block, the quick one;
+* ``dm_layout_sd15.safetensors``: the real SD1.5 block layout (4 levels x 2 res blocks, attention in
+  the first three levels), at 320 channels on every level, so real-layout motion modules fit it.
+
+Both carry a TAESD-shaped VAE (``first_stage_model.taesd_*``) and CLIP-L (``cond_stage_model.``)
+stored as float8 to keep the file near 160 MiB. Needs ComfyUI importable (see comfy_host.py).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+FIXTURE_VERSION = "1"
+
+_UNET_COMMON = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320, context_dim=768,
+    num_heads=8, use_spatial_transformer=True, legacy=False, use_linear_in_transformer=False,
+    transformer_depth_middle=1, adm_in_channels=None,
+)
+SMALL_UNET = dict(_UNET_COMMON, num_res_blocks=[1, 1], channel_mult=[1, 1],
+                  transformer_depth=[1, 1], transformer_depth_output=[1, 1, 1, 1])
+LAYOUT_UNET = dict(_UNET_COMMON, num_res_blocks=[2, 2, 2, 2], channel_mult=[1, 1, 1, 1],
+                   transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
+                   transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])
+SMALL_CKPT = "dm_small_sd15.safetensors"
+LAYOUT_CKPT = "dm_layout_sd15.safetensors"
+CHECKPOINTS = {SMALL_CKPT: SMALL_UNET, LAYOUT_CKPT: LAYOUT_UNET}
+MODEL_KINDS = ("checkpoints", "animatediff_models", "controlnet", "dreamoving", "ipadapter", "clip_vision", "insightface")
+
+
+def cache_root() -> Path:
+    """Folder for generated weights and laid-out hosts, outside the repository."""
+    base = os.environ.get("DREAMOVING_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dreamoving")
+    return Path(base)
+
+
+def fixture_dir() -> Path:
+    return cache_root() / f"fixtures-v{FIXTURE_VERSION}"
+
+
+def model_folders() -> dict[str, Path]:
+    """The fixture folder of every model kind the tests use (created empty where nothing is generated)."""
+    folders = {kind: fixture_dir() / kind for kind in MODEL_KINDS}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+def random_like(shapes: dict[str, torch.Size], seed: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Seeded values with sane scales: norms 1, biases 0, weights N(0, 1/fan_in), embeddings N(0, 0.02)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in sorted(shapes):
+        shape = shapes[name]
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "bias":
+            t = torch.zeros(shape)
+        elif len(shape) <= 1:
+            t = torch.ones(shape) if leaf == "weight" else torch.zeros(shape)
+        elif "embedding" in name:
+            t = torch.randn(shape, generator=gen) * 0.02
+        else:
+            t = torch.randn(shape, generator=gen) / math.sqrt(math.prod(shape[1:]))
+        out[name] = t.to(dtype)
+    return out
+
+
+def _shapes(module: torch.nn.Module, prefix: str) -> dict[str, torch.Size]:
+    return {prefix + k: v.shape for k, v in module.state_dict().items()}
+
+
+def sd15_checkpoint_tensors(unet_config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+    """All tensors of a single-file SD1.5 checkpoint with the given U-Net config."""
+    import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
+    import comfy.sd1_clip
+    import comfy.taesd.taesd
+
+    unet = openaimodel.UNetModel(**unet_config, device="meta")
+    clip = comfy.sd1_clip.SDClipModel(device="meta")
+    with torch.device("meta"):
+        vae = comfy.taesd.taesd.TAESD()
+    tensors = random_like(_shapes(unet, "model.diffusion_model."), seed, torch.float16)
+    tensors.update(random_like(_shapes(vae, "first_stage_model."), seed + 1, torch.float16))
+    clip_shapes = {k: s for k, s in _shapes(clip.transformer, "cond_stage_model.transformer.").items()
+                   if ".text_model." in k and not k.endswith("position_ids")}
+    clip_tensors = random_like(clip_shapes, seed + 2, torch.float32)
+    tensors.update({k: v.to(torch.float8_e4m3fn) if v.dim() == 2 else v for k, v in clip_tensors.items()})
+    return tensors
+
+
+def ensure_checkpoints() -> Path:
+    """Write the SD1.5 fixture checkpoints once; return the folder that holds them."""
+    folder = model_folders()["checkpoints"]
+    for seed, (name, config) in enumerate(sorted(CHECKPOINTS.items())):
+        path = folder / name
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            save_file(sd15_checkpoint_tensors(config, seed), str(tmp), metadata={"format": "pt"})
+            tmp.replace(path)
+    return folder
