@@ -66,3 +66,9 @@ def server_command(comfy: Path, base: Path, yaml_path: Path, port: int) -> list[
             "--output-directory", str(base / "output"), "--input-directory", str(base / "input"),
             "--temp-directory", str(base / "temp"), "--user-directory", str(base / "user"),
             "--database-url", "sqlite:///:memory:"]
+
+
+if __name__ == "__main__":  # used by scripts/test.sh: print the host's path, or why there is none
+    found, how = locate_comfyui()
+    print(found or "")
+    print(how, file=sys.stderr)
