@@ -12,12 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dmtest.fixtures import cache_root
-
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "ComfyUI-DreaMoving"
 SHARED_COMFY = REPO.parent / "shared" / "comfyui"
 PINNED_VERSION = "0.3.64"
+
+
+def cache_root() -> Path:
+    """Folder for generated weights and laid-out hosts, outside the repository."""
+    return Path(os.environ.get("DREAMOVING_CACHE") or Path.home() / ".cache" / "dreamoving")
 
 
 def _is_comfy(path: Path) -> bool:

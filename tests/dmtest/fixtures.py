@@ -14,11 +14,12 @@ stored as float8 to keep the file near 160 MiB. Needs ComfyUI importable (see co
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+
+from dmtest.comfy_host import cache_root
 
 FIXTURE_VERSION = "1"
 
@@ -36,12 +37,6 @@ SMALL_CKPT = "dm_small_sd15.safetensors"
 LAYOUT_CKPT = "dm_layout_sd15.safetensors"
 CHECKPOINTS = {SMALL_CKPT: SMALL_UNET, LAYOUT_CKPT: LAYOUT_UNET}
 MODEL_KINDS = ("checkpoints", "animatediff_models", "controlnet", "dreamoving", "ipadapter", "clip_vision", "insightface")
-
-
-def cache_root() -> Path:
-    """Folder for generated weights and laid-out hosts, outside the repository."""
-    base = os.environ.get("DREAMOVING_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dreamoving")
-    return Path(base)
 
 
 def fixture_dir() -> Path:
