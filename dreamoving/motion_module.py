@@ -125,7 +125,7 @@ class TemporalTransformer3DModel(nn.Module):
         for block in self.transformer_blocks:
             hidden = block(hidden, frames, scale, attention)
         hidden = self.proj_out(hidden)
-        return hidden.reshape(bf, h, w, c).permute(0, 3, 1, 2) + x
+        return hidden.reshape(bf, h, w, c).permute(0, 3, 1, 2).contiguous() + x
 
 
 class VanillaTemporalModule(nn.Module):

@@ -5,8 +5,9 @@ from comfy_api.v0_0_2 import ComfyExtension, io
 
 from .model_folders import register_model_folders
 from .motion_nodes import MotionUNetLoader
+from .sampler_nodes import DreaMovingSampler
 
-NODES: list[type[io.ComfyNode]] = [MotionUNetLoader]
+NODES: list[type[io.ComfyNode]] = [MotionUNetLoader, DreaMovingSampler]
 
 
 class DreaMovingExtension(ComfyExtension):

@@ -41,7 +41,7 @@ def locate_comfyui() -> tuple[Path | None, str]:
         return laid_out, f"pinned copy at {laid_out}"
     installer = SHARED_COMFY / "install.sh"
     if installer.is_file():
-        subprocess.run(["bash", str(installer), str(laid_out), sys.executable], check=True)
+        subprocess.run(["bash", str(installer), str(laid_out), sys.executable], check=True, stdout=sys.stderr)
         return laid_out, f"pinned copy laid out at {laid_out}"
     return None, f"no COMFYUI_PATH, the pack is not inside custom_nodes/, and {installer} is absent"
 

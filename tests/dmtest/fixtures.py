@@ -103,3 +103,31 @@ def ensure_checkpoints() -> Path:
             save_file(sd15_checkpoint_tensors(config, seed), str(tmp), metadata={"format": "pt"})
             tmp.replace(path)
     return folder
+
+
+SMALL_MM = "dm_small_mm_v2.safetensors"            # fits dm_small_sd15: 2 levels x 1 block, mid block, PE 32
+SMALL_MM_ZERO = "dm_small_mm_zero_out.safetensors"  # the same with proj_out zeroed: an exact no-op
+LAYOUT_MM_V1 = "dm_layout_mm_v1.ckpt"              # fits dm_layout_sd15: v1 (no mid block, PE 24), train.py wrapper
+NOT_MOTION = "dm_not_a_motion_module.safetensors"   # a ControlNet-like file in the motion folder
+
+
+def ensure_motion_modules() -> Path:
+    """Write the AnimateDiff-layout motion modules that fit the fixture checkpoints; return their folder."""
+    from dmtest.animatediff import motion_file_tensors
+
+    folder = model_folders()["animatediff_models"]
+    small = dict(channels=[320, 320], res_blocks=1, mid=True, pe_len=32, seed=11, dtype=torch.float16)
+    writers = {
+        SMALL_MM: lambda p: save_file(motion_file_tensors(**small), p),
+        SMALL_MM_ZERO: lambda p: save_file(motion_file_tensors(**small, zero_out=True), p),
+        LAYOUT_MM_V1: lambda p: torch.save({"state_dict": motion_file_tensors(
+            [320] * 4, 2, mid=False, pe_len=24, seed=12, dtype=torch.float16), "global_step": 0}, p),
+        NOT_MOTION: lambda p: save_file({"input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, p),
+    }
+    for name, write in writers.items():
+        path = folder / name
+        if not path.exists():
+            tmp = folder / f".{name}.tmp"
+            write(str(tmp))
+            tmp.replace(path)
+    return folder

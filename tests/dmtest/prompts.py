@@ -17,3 +17,33 @@ def txt2img(ckpt: str, seed: int = 7, steps: int = 3, size: int = 64, batch: int
         "7": {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": "dmtest/txt2img"}},
         "8": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
     }
+
+
+def motion_video(ckpt: str, motion: str | None, frames: int, size: int = 64, steps: int = 2, seed: int = 3,
+                 sampler: str = "DreaMovingSampler", context_length: int = 64, context_overlap: int = 16,
+                 beta_schedule: str = "autoselect", latent_file: str | None = None, **sampler_inputs) -> dict:
+    """Checkpoint (+ motion U-Net) -> sampler over ``frames``; node "5" samples, "7" saves the latent.
+
+    ``sampler`` is "DreaMovingSampler" or the stock "KSampler"; ``latent_file`` (a .latent in the input
+    folder) replaces the empty latent.
+    """
+    prompt = txt2img(ckpt, seed=seed, steps=steps, size=size, batch=frames)
+    model = ["1", 0]
+    if motion:
+        prompt["10"] = {"class_type": "DreaMovingMotionUNetLoader", "inputs": {
+            "model": ["1", 0], "motion_module": motion, "motion_scale": 1.0, "effect": 1.0,
+            "beta_schedule": beta_schedule}}
+        model = ["10", 0]
+    if latent_file:
+        prompt["4"] = {"class_type": "LoadLatent", "inputs": {"latent": latent_file}}
+    sampler_node = prompt["5"]["inputs"]
+    sampler_node["model"] = model
+    if sampler == "DreaMovingSampler":
+        sampler_node.update({"frames": frames, "width": size, "height": size, "context_length": context_length,
+                             "context_overlap": context_overlap, "context_schedule": "static",
+                             "fuse_method": "pyramid", "latent": ["4", 0]})
+        del sampler_node["latent_image"]
+        prompt["5"]["class_type"] = "DreaMovingSampler"
+    sampler_node.update(sampler_inputs)
+    del prompt["6"], prompt["8"]  # no decode: latents are what the tests compare
+    return prompt
