@@ -131,3 +131,25 @@ def ensure_motion_modules() -> Path:
             write(str(tmp))
             tmp.replace(path)
     return folder
+
+
+SMALL_CN = "dm_small_controlnet_sd15.safetensors"  # an SD1.5 ControlNet (LDM keys, control_model. prefix)
+
+
+def controlnet_tensors(unet_config: dict, seed: int) -> dict[str, torch.Tensor]:
+    """A ControlNet for ``unet_config`` built from ComfyUI's own class (real key layout), random values."""
+    import comfy.cldm.cldm
+
+    config = {k: v for k, v in unet_config.items() if k not in ("out_channels", "transformer_depth_output")}
+    control = comfy.cldm.cldm.ControlNet(hint_channels=3, device="meta", **config)
+    return random_like(_shapes(control, "control_model."), seed, torch.float16)
+
+
+def ensure_controlnets() -> Path:
+    folder = model_folders()["controlnet"]
+    path = folder / SMALL_CN
+    if not path.exists():
+        tmp = folder / f".{SMALL_CN}.tmp"
+        save_file(controlnet_tensors(SMALL_UNET, 21), str(tmp))
+        tmp.replace(path)
+    return folder

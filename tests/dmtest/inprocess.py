@@ -62,6 +62,10 @@ class InProcessHost:
             self.pack_loaded = asyncio.run(self.nodes.load_custom_node(str(self.pack_path)))
         return self.pack_loaded
 
+    def pack_module(self, dotted: str):
+        """A module of the loaded pack, e.g. ``pack_module("nodes.context_patch")`` (ComfyUI names the package by path)."""
+        return sys.modules[f"{str(self.pack_path).replace('.', '_x_')}.{dotted}"]
+
     def run(self, prompt: dict) -> dict[str, list]:
         """Validate and execute ``prompt`` with fresh caches; return each executed node's outputs."""
         import execution
