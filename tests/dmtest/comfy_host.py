@@ -1,9 +1,8 @@
 """Finding, laying out and importing the ComfyUI host for integration tests (DESIGN §5).
 
 Order: ``COMFYUI_PATH``; else the ComfyUI that holds this pack (``custom_nodes/..``); else the pinned
-copy in ``../shared/comfyui`` laid out in the cache folder. Nothing is written into the host: models,
-custom nodes, input/output/user folders live in a per-run base folder described by an
-extra_model_paths YAML that both the in-process host and the HTTP server use.
+copy in ``../shared/comfyui`` laid out in the cache folder. Nothing is written into the host (see
+``dreamoving.comfy_launch``).
 """
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PACK_NAME = "ComfyUI-DreaMoving"
 SHARED_COMFY = REPO.parent / "shared" / "comfyui"
 PINNED_VERSION = "0.3.64"
 
@@ -44,31 +42,6 @@ def locate_comfyui() -> tuple[Path | None, str]:
         subprocess.run(["bash", str(installer), str(laid_out), sys.executable], check=True, stdout=sys.stderr)
         return laid_out, f"pinned copy laid out at {laid_out}"
     return None, f"no COMFYUI_PATH, the pack is not inside custom_nodes/, and {installer} is absent"
-
-
-def write_base(base: Path, models: dict[str, Path]) -> Path:
-    """Lay out a host base folder (custom_nodes link to the pack, I/O folders) and its extra-paths YAML."""
-    custom = base / "custom_nodes"
-    custom.mkdir(parents=True, exist_ok=True)
-    link = custom / PACK_NAME
-    if not link.exists():
-        link.symlink_to(REPO, target_is_directory=True)
-    for sub in ("input", "output", "temp", "user"):
-        (base / sub).mkdir(exist_ok=True)
-    lines = ["dreamoving_tests:", f"  custom_nodes: {custom}"]
-    lines += [f"  {kind}: {path}" for kind, path in sorted(models.items())]
-    yaml_path = base / "extra_model_paths.yaml"
-    yaml_path.write_text("\n".join(lines) + "\n")
-    return yaml_path
-
-
-def server_command(comfy: Path, base: Path, yaml_path: Path, port: int) -> list[str]:
-    """The command line that starts a headless server on loopback, writing only under ``base``."""
-    return [sys.executable, str(comfy / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-            "--extra-model-paths-config", str(yaml_path), "--disable-auto-launch",
-            "--output-directory", str(base / "output"), "--input-directory", str(base / "input"),
-            "--temp-directory", str(base / "temp"), "--user-directory", str(base / "user"),
-            "--database-url", "sqlite:///:memory:"]
 
 
 if __name__ == "__main__":  # used by scripts/test.sh: print the host's path, or why there is none

@@ -6,7 +6,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from dmtest.comfy_host import PACK_NAME
+from dreamoving.comfy_launch import PACK_NAME
 
 
 class PromptFailed(RuntimeError):

@@ -7,7 +7,7 @@ import pytest
 
 from dmtest import comfy_host, fixtures, prompts
 from dmtest.inprocess import InProcessHost
-from dmtest.server import ComfyServer
+from dreamoving.comfy_launch import ComfyServer, write_base
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def comfy_root():
 @pytest.fixture(scope="session")
 def host_base(tmp_path_factory, comfy_root):
     base = tmp_path_factory.mktemp("comfy_base")
-    yaml_path = comfy_host.write_base(base, fixtures.model_folders())
+    yaml_path = write_base(base, fixtures.model_folders())
     return base, yaml_path
 
 
