@@ -47,6 +47,11 @@ class ComfyClient:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
+    def interrupt(self) -> None:
+        """Stop the prompt that is running now (ComfyUI checks between steps and context windows)."""
+        request = urllib.request.Request(self.url + "/interrupt", data=b"{}", headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=self.timeout).close()
+
     def queue(self, prompt: dict) -> str:
         """Queue an API-format prompt; return its id, or raise ComfyError with the validation errors."""
         body = json.dumps({"prompt": prompt, "client_id": self.client_id}).encode()

@@ -43,8 +43,9 @@ class MotionUNetLoader(io.ComfyNode):
     @classmethod
     def execute(cls, model, motion_module, motion_scale, effect, beta_schedule) -> io.NodeOutput:
         layout = unet_layout(model)
+        # manual_cast layers follow the input's dtype and device: a compute dtype set downstream, lowvram streaming
         motion = load_motion_model(folder_paths.get_full_path_or_raise("animatediff_models", motion_module),
-                                   operations=comfy.ops.disable_weight_init)
+                                   operations=comfy.ops.manual_cast)
         layout.check_fits(motion.spec, motion_module)
         patched = attach_motion(model, motion, motion_scale, effect)
         schedule = BETA_SCHEDULES[beta_schedule]

@@ -33,7 +33,8 @@ def unet_layout(model) -> UNetLayout:
 
 
 def compute_dtype(model):
-    return model.model.manual_cast_dtype or model.model.get_dtype()
+    """The dtype the U-Net computes in, including a compute-dtype patch (ModelComputeDtype) not yet applied."""
+    return model.get_model_object("manual_cast_dtype") or model.model.get_dtype()
 
 
 def _insert_position(sequence) -> int:

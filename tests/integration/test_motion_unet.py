@@ -89,3 +89,64 @@ def test_bad_sampler_inputs_are_rejected_at_queue_time(comfy_server, change, mes
     with pytest.raises(ComfyError, match=message) as err:
         comfy_server.client.queue(prompt)
     assert "node 5 (DreaMovingSampler)" in str(err.value)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_bf16_compute_dtype_set_before_or_after_the_loader(pack_host, where):
+    prompt = prompts.motion_video(fixtures.SMALL_CKPT, fixtures.SMALL_MM, 6, sampler="KSampler")
+    reference = samples(pack_host, prompt)
+    if where == "before":
+        prompt["30"] = {"class_type": "ModelComputeDtype", "inputs": {"model": ["1", 0], "dtype": "bf16"}}
+        prompt["10"]["inputs"]["model"] = ["30", 0]
+    else:
+        prompt["30"] = {"class_type": "ModelComputeDtype", "inputs": {"model": ["10", 0], "dtype": "bf16"}}
+        prompt["5"]["inputs"]["model"] = ["30", 0]
+    low = samples(pack_host, prompt)
+    assert torch.isfinite(low).all()
+    cosine = torch.nn.functional.cosine_similarity(low.flatten(), reference.flatten(), dim=0)
+    assert cosine > 0.98, f"bf16 result strays from fp32: cosine {cosine:.4f}"
+
+
+def test_loader_clones_without_copying_weights(pack_host):
+    import nodes
+
+    model = nodes.CheckpointLoaderSimple().load_checkpoint(fixtures.SMALL_CKPT)[0]
+    loader = nodes.NODE_CLASS_MAPPINGS["DreaMovingMotionUNetLoader"]
+    patched = loader.execute(model, fixtures.SMALL_MM, 1.0, 1.0, "autoselect").result[0]
+    assert patched is not model and patched.model is model.model, "a ModelPatcher clone shares the U-Net"
+    key = pack_host.pack_module("nodes.motion_patch").MOTION_KEY
+    motion = patched.get_additional_models_with_key(key)[0].model
+    assert patched.clone().get_additional_models_with_key(key)[0].model is motion
+    assert not model.get_additional_models_with_key(key) and "model_sampling" not in model.object_patches
+
+    def tensors_in(value):
+        if isinstance(value, torch.Tensor) or isinstance(value, torch.nn.Module):
+            return 1
+        if isinstance(value, dict):
+            return sum(tensors_in(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(tensors_in(v) for v in value)
+        return 0
+
+    assert tensors_in(patched.model_options) == 0, "weights must stay out of the deep-copied model_options"
+    sigmas = patched.get_model_object("model_sampling").sigmas
+    betas_linear = torch.linspace(0.00085, 0.012, 1000, dtype=torch.float64)
+    expected = ((1 - torch.cumprod(1 - betas_linear, 0)) / torch.cumprod(1 - betas_linear, 0)) ** 0.5
+    torch.testing.assert_close(sigmas.double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_progress_and_interrupt_through_the_server(comfy_server):
+    from dreamoving.comfy_client import ComfyError
+
+    events = []
+
+    def on_event(kind, data):
+        events.append(kind)
+        if kind == "progress" and data["value"] == 1:
+            comfy_server.client.interrupt()
+
+    prompt = prompts.motion_video(fixtures.SMALL_CKPT, fixtures.SMALL_MM, 100, steps=50, context_length=32,
+                                  context_overlap=8, seed=99)
+    with pytest.raises(ComfyError, match="interrupted"):
+        comfy_server.client.run(prompt, on_event=on_event, timeout=300)
+    assert events.count("progress") < 50, "sampling must stop soon after the interrupt"
