@@ -89,9 +89,13 @@ def describe_family(metadata: dict, pe: torch.Tensor | None, has_mid: bool) -> s
 
 def load_motion_model(path: str, pe_len: int = DEFAULT_PE_LEN, operations=nn) -> MotionModel:
     """Load a motion module file; its positional encoding is extended (sinusoidally) to ``pe_len`` rows."""
-    name = os.path.basename(path)
     raw, metadata = read_state_dict(path)
-    state = motion_state_dict(raw)
+    return motion_model_from_state_dict(motion_state_dict(raw), metadata, os.path.basename(path), pe_len, operations)
+
+
+def motion_model_from_state_dict(state: dict[str, torch.Tensor], metadata: dict, name: str,
+                                 pe_len: int = DEFAULT_PE_LEN, operations=nn) -> MotionModel:
+    """Build a MotionModel from AnimateDiff-layout tensors (no prefix); ``state`` is consumed."""
     spec = spec_from_state_dict(state, metadata, name)
     stored_pe = spec.pe_len
     spec.pe_len = max(pe_len, stored_pe or 0)

@@ -28,12 +28,14 @@ class UNetLayout:
     def level_channels(self) -> list[int]:
         return [self.model_channels * m for m in self.channel_mult]
 
-    def motion_spec(self, **block_config) -> MotionModuleSpec:
-        """The spec of a motion model that fits this U-Net (with a mid block)."""
+    def motion_spec(self, decoder: bool = True, **block_config) -> MotionModuleSpec:
+        """The spec of a motion model that fits this U-Net (with a mid block); ``decoder=False`` for a
+        ControlNet, which has the encoder and middle block only."""
         channels = self.level_channels
         return MotionModuleSpec(
             down_channels=channels, down_counts=list(self.num_res_blocks),
-            up_channels=channels[::-1], up_counts=[n + 1 for n in self.num_res_blocks[::-1]],
+            up_channels=channels[::-1] if decoder else [],
+            up_counts=[n + 1 for n in self.num_res_blocks[::-1]] if decoder else [],
             mid_channels=channels[-1], **block_config)
 
     def block_index(self, kind: str, block: int, index: int) -> tuple[str, int]:
@@ -45,9 +47,9 @@ class UNetLayout:
         ups = self.num_res_blocks[::-1]
         return "output_blocks", sum(n + 1 for n in ups[:block]) + index
 
-    def check_fits(self, spec: MotionModuleSpec, name: str) -> None:
-        """Raise ValueError, naming both layouts, when ``spec`` does not fit this U-Net."""
-        want = self.motion_spec()
+    def check_fits(self, spec: MotionModuleSpec, name: str, decoder: bool = True) -> None:
+        """Raise ValueError, naming both layouts, when ``spec`` does not fit this U-Net (or ControlNet)."""
+        want = self.motion_spec(decoder)
         got = (spec.down_channels, spec.down_counts, spec.up_channels, spec.up_counts)
         if got != (want.down_channels, want.down_counts, want.up_channels, want.up_counts) or (
                 spec.mid_channels not in (None, want.mid_channels)):

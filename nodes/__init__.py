@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import ComfyExtension, io
 
+from .controlnet_nodes import VideoControlNetApply, VideoControlNetLoader
 from .model_folders import register_model_folders
 from .motion_nodes import MotionUNetLoader
 from .sampler_nodes import DreaMovingSampler
 
-NODES: list[type[io.ComfyNode]] = [MotionUNetLoader, DreaMovingSampler]
+NODES: list[type[io.ComfyNode]] = [MotionUNetLoader, DreaMovingSampler, VideoControlNetLoader, VideoControlNetApply]
 
 
 class DreaMovingExtension(ComfyExtension):

@@ -80,8 +80,11 @@ class WindowedCondBatch:
         return self._controls[key][1]
 
     def _copy_chain(self, control, index, frames):
-        copy = control.copy()
-        copy.cond_hint_original = _window_value(control.cond_hint_original, index.cpu(), frames)
+        if hasattr(control, "window_copy"):  # our Video ControlNet: fits control frames and mask first
+            copy = control.window_copy(index.cpu(), frames)
+        else:
+            copy = control.copy()
+            copy.cond_hint_original = _window_value(control.cond_hint_original, index.cpu(), frames)
         if control.previous_controlnet is not None:
             copy.set_previous_controlnet(self._copy_chain(control.previous_controlnet, index, frames))
         return copy

@@ -37,7 +37,7 @@ def compute_dtype(model):
     return model.get_model_object("manual_cast_dtype") or model.model.get_dtype()
 
 
-def _insert_position(sequence) -> int:
+def insert_position(sequence) -> int:
     """After the last SpatialTransformer, else after the first ResBlock (AnimateDiff's placement)."""
     layers = list(sequence)
     attn = [i for i, layer in enumerate(layers) if isinstance(layer, SpatialTransformer)]
@@ -56,7 +56,7 @@ def make_injection(motion: MotionModel, layout: UNetLayout) -> PatcherInjection:
         unet = patcher.model.diffusion_model
         for kind, block, index, module in motion.placements():
             sequence = _sequence(unet, layout, kind, block, index)
-            sequence.insert(_insert_position(sequence), module)
+            sequence.insert(insert_position(sequence), module)
 
     def eject(patcher):
         unet = patcher.model.diffusion_model

@@ -153,3 +153,27 @@ def ensure_controlnets() -> Path:
         save_file(controlnet_tensors(SMALL_UNET, 21), str(tmp))
         tmp.replace(path)
     return folder
+
+
+VIDEO_CN = "dm_small_video_controlnet.safetensors"            # our format: SMALL_CN + encoder/mid motion blocks
+VIDEO_CN_ZERO = "dm_small_video_controlnet_zero_out.safetensors"  # the same with proj_out zeroed
+
+
+def ensure_video_controlnets() -> Path:
+    """Our single-file Video ControlNets, written as the format says (not by our writer)."""
+    from dmtest.animatediff import motion_file_tensors
+
+    folder = ensure_controlnets()
+    plain = {k.removeprefix("control_model."): v for k, v in controlnet_tensors(SMALL_UNET, 21).items()}
+    for name, zero in ((VIDEO_CN, False), (VIDEO_CN_ZERO, True)):
+        path = folder / name
+        if path.exists():
+            continue
+        motion = motion_file_tensors([320, 320], 1, mid=True, pe_len=64, seed=13, zero_out=zero, dtype=torch.float16)
+        tensors = dict(plain, **{"motion." + k: v for k, v in motion.items() if not k.startswith("up_blocks.")})
+        tmp = folder / f".{name}.tmp"
+        save_file(tensors, str(tmp), metadata={"format": "dreamoving.video_controlnet", "version": "1",
+                                               "motion_heads": "8", "motion_pe_len": "64"})
+        tmp.replace(path)
+    return folder
+

@@ -34,7 +34,7 @@ def inprocess_host(comfy_root, host_base):
     host = InProcessHost(comfy_root, base, yaml_path)
     fixtures.ensure_checkpoints()
     fixtures.ensure_motion_modules()
-    fixtures.ensure_controlnets()
+    fixtures.ensure_video_controlnets()
     host.plain_baseline = host.run(prompts.txt2img(fixtures.SMALL_CKPT))["5"][0][0]["samples"]
     return host
 

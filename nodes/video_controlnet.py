@@ -1,0 +1,123 @@
+"""The Video ControlNet as a ``comfy.controlnet.ControlNet`` subclass: chaining, memory management and
+the native apply nodes keep working. Its network is ComfyUI's ControlNet with a motion block after each
+encoder block and after the middle attention; the frame count comes from the batch and the number of
+cond/uncond chunks at every call.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import comfy.controlnet
+import comfy.ldm.modules.attention as comfy_attention
+import comfy.ops
+from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
+
+from ..dreamoving.controlnet_files import read_video_controlnet
+from ..dreamoving.frames import fit_frames
+from ..dreamoving.motion_files import motion_model_from_state_dict
+from ..dreamoving.motion_module import MotionModel
+from ..dreamoving.unet_layout import UNetLayout
+from .motion_patch import insert_position
+
+
+class VideoControlModel(torch.nn.Module):
+    """ComfyUI's ControlNet network run block by block with the motion blocks in between."""
+
+    def __init__(self, control: torch.nn.Module, motion: MotionModel | None, layout: UNetLayout):
+        super().__init__()
+        self.control = control
+        self.motion = motion
+        self.dtype = control.dtype
+        self.mid_split = insert_position(control.middle_block)
+        self._after = {}  # ("input_blocks", i) / ("middle_block", 0) -> motion block (registered under .motion)
+        for kind, block, index, module in motion.placements() if motion is not None else []:
+            self._after[layout.block_index(kind, block, index)] = module
+
+    def _motion(self, where, h, frames):
+        module = self._after.get(where)
+        return h if module is None else module(h, frames, attention=comfy_attention.optimized_attention)
+
+    def forward(self, x, hint, timesteps, context, video_frames=None, y=None, **kwargs):
+        net = self.control
+        frames = video_frames or x.shape[0]
+        emb = net.time_embed(timestep_embedding(timesteps, net.model_channels, repeat_only=False).to(x.dtype))
+        guided_hint = net.input_hint_block(hint, emb, context)
+        if net.num_classes is not None:
+            emb = emb + net.label_emb(y)
+        outputs = []
+        h = x
+        for i, (block, zero_conv) in enumerate(zip(net.input_blocks, net.zero_convs)):
+            h = block(h, emb, context)
+            if i == 0:
+                h = h + guided_hint
+            h = self._motion(("input_blocks", i), h, frames)
+            outputs.append(zero_conv(h, emb, context))
+        h = net.middle_block[:self.mid_split](h, emb, context)
+        h = self._motion(("middle_block", 0), h, frames)
+        h = net.middle_block[self.mid_split:](h, emb, context)
+        return {"middle": [net.middle_block_out(h, emb, context)], "output": outputs}
+
+
+class VideoControlNet(comfy.controlnet.ControlNet):
+    """One control frame per video frame (``frame_mode`` decides on a mismatch), an optional per-frame mask."""
+
+    frame_mode = "error"
+    mask = None  # [1 or frames, H, W]
+
+    def copy(self):
+        c = VideoControlNet(None, global_average_pooling=self.global_average_pooling, load_device=self.load_device,
+                            manual_cast_dtype=self.manual_cast_dtype)
+        c.control_model = self.control_model
+        c.control_model_wrapped = self.control_model_wrapped
+        self.copy_to(c)
+        c.frame_mode, c.mask = self.frame_mode, self.mask
+        return c
+
+    def _fit(self, frames: int):
+        hint = fit_frames(self.cond_hint_original, frames, self.frame_mode, "Video ControlNet control frames")
+        mask = None if self.mask is None else fit_frames(self.mask, frames, self.frame_mode, "Video ControlNet mask")
+        return hint, mask
+
+    def window_copy(self, index: torch.Tensor, frames: int):
+        """A copy for one context window: control frames and mask cut to the window's frames."""
+        hint, mask = self._fit(frames)
+        c = self.copy()
+        c.cond_hint_original = hint if hint.shape[0] == 1 else hint[index.to(hint.device)]
+        c.mask = mask if mask is None or mask.shape[0] == 1 else mask[index.to(mask.device)]
+        return c
+
+    def get_control(self, x_noisy, t, cond, batched_number, transformer_options):
+        frames = x_noisy.shape[0] // batched_number
+        hint, self.mask = self._fit(frames)
+        if hint is not self.cond_hint_original:
+            self.cond_hint_original, self.cond_hint = hint, None
+        self.extra_args["video_frames"] = frames
+        return super().get_control(x_noisy, t, cond, batched_number, transformer_options)
+
+    def control_merge(self, control, control_prev, output_dtype):
+        if self.mask is not None:
+            control = {key: [None if r is None else r * self._mask_like(r) for r in residuals]
+                       for key, residuals in control.items()}
+        return super().control_merge(control, control_prev, output_dtype)
+
+    def _mask_like(self, residual: torch.Tensor) -> torch.Tensor:
+        mask = self.mask.to(residual.device, residual.dtype)[:, None]
+        mask = F.interpolate(mask, size=residual.shape[-2:], mode="bilinear", align_corners=False)
+        return mask.repeat(residual.shape[0] // mask.shape[0], 1, 1, 1)
+
+
+def load_video_controlnet(path: str, motion_path: str | None = None) -> VideoControlNet:
+    """Our single-file Video ControlNet, or a plain SD1.5 ControlNet inflated with ``motion_path``'s blocks."""
+    controlnet_sd, motion_sd, motion_meta, motion_name = read_video_controlnet(path, motion_path)
+    native = comfy.controlnet.load_controlnet_state_dict(controlnet_sd)  # LDM or diffusers keys, any prefix
+    net = native.control_model
+    layout = UNetLayout(net.model_channels, tuple(net.channel_mult), tuple(net.num_res_blocks))
+    motion = None
+    if motion_sd:
+        motion = motion_model_from_state_dict(motion_sd, motion_meta, motion_name, operations=comfy.ops.manual_cast)
+        layout.check_fits(motion.spec, motion_name, decoder=False)
+        motion.to(dtype=net.dtype)
+    return VideoControlNet(VideoControlModel(net, motion, layout),
+                           global_average_pooling=native.global_average_pooling, load_device=native.load_device,
+                           manual_cast_dtype=native.manual_cast_dtype)
