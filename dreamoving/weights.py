@@ -38,7 +38,18 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]
         data = data["state_dict"]
     if not isinstance(data, dict):
         raise WeightFileError(f"'{name}' holds a {type(data).__name__}, not a dictionary of tensors")
-    return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}, {}
+    return _flatten(data), {}
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Tensors of nested dictionaries (IP-Adapter .bin: {"image_proj": {...}, "ip_adapter": {...}}) as dotted keys."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, torch.Tensor):
+            out[prefix + key] = value
+        elif isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+    return out
 
 
 def encode_metadata(fields: dict) -> dict[str, str]:
