@@ -4,11 +4,13 @@ from __future__ import annotations
 from comfy_api.v0_0_2 import ComfyExtension, io
 
 from .controlnet_nodes import VideoControlNetApply, VideoControlNetLoader
+from .guider_nodes import ContentGuiderEncode, ContentGuiderLoader, InsightFaceLoader
 from .model_folders import register_model_folders
 from .motion_nodes import MotionUNetLoader
 from .sampler_nodes import DreaMovingSampler
 
-NODES: list[type[io.ComfyNode]] = [MotionUNetLoader, DreaMovingSampler, VideoControlNetLoader, VideoControlNetApply]
+NODES: list[type[io.ComfyNode]] = [MotionUNetLoader, DreaMovingSampler, VideoControlNetLoader, VideoControlNetApply,
+                                   InsightFaceLoader, ContentGuiderLoader, ContentGuiderEncode]
 
 
 class DreaMovingExtension(ComfyExtension):

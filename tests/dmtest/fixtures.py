@@ -177,3 +177,66 @@ def ensure_video_controlnets() -> Path:
         tmp.replace(path)
     return folder
 
+
+
+CLIP_VISION_H = "dm_clip_vision_vit_h.safetensors"  # full-size ViT-H/14 (random, float8): the native loader's config
+GUIDER = "dm_small_content_guider.safetensors"       # ours: FaceID-PlusV2-like face + Plus-like cloth, 7 layers
+IPA_PLUS = "dm_small_ip-adapter-plus_sd15.safetensors"
+IPA_FACEID_V2 = "dm_small_ip-adapter-faceid-plusv2_sd15.bin"
+NOT_GUIDER = "dm_not_a_guider.safetensors"            # a motion-module-like file in the ipadapter folder
+SMALL_XATTN = [320] * 7  # cross-attention layers of dm_small_sd15: input 1, 3; output 0-3; middle
+
+
+def clip_vision_tensors(seed: int = 31) -> dict[str, torch.Tensor]:
+    import json
+
+    import comfy.clip_model
+    import comfy.clip_vision
+    import comfy.ops
+
+    config_path = Path(comfy.clip_vision.__file__).parent / "clip_vision_config_h.json"
+    model = comfy.clip_model.CLIPVisionModelProjection(json.loads(config_path.read_text()), torch.float32, "meta",
+                                                       comfy.ops.manual_cast)
+    shapes = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    return {k: v.to(torch.float8_e4m3fn) if v.dim() == 2 else v.half() for k, v in random_like(shapes, seed, torch.float32).items()}
+
+
+def write_guider(path: str) -> None:
+    """Our Content Guider file for dm_small_sd15, assembled (as the format says) from IP-Adapter-layout streams."""
+    from dmtest import ipadapter
+
+    streams = {"face": ipadapter.faceid_plus_tensors(SMALL_XATTN, embedding_dim=1280, seed=41),
+               "cloth": ipadapter.plus_tensors(SMALL_XATTN, embedding_dim=1280, seed=42)}
+    tensors = {}
+    for stream, sd in streams.items():
+        for key, value in sd.items():
+            if key.startswith("image_proj."):
+                tensors[f"image_proj.{stream}.{key[len('image_proj.'):]}"] = value
+            else:  # ip_adapter.<2i+1>.to_k_ip.weight -> layers.i.to_k_<stream>.weight
+                _, number, name, _ = key.split(".")
+                tensors[f"layers.{(int(number) - 1) // 2}.{name[:4]}_{stream}.weight"] = value
+    metadata = {"format": "dreamoving.content_guider", "version": "1", "face_kind": "faceid_plus",
+                "cloth_kind": "resampler", "face_shortcut": "true", "face_shortcut_scale": "1.0"}
+    save_file(tensors, path, metadata=metadata)
+
+
+def ensure_guiders() -> None:
+    from dmtest import insightface_packs, ipadapter
+
+    folders = model_folders()
+    jobs = {
+        folders["clip_vision"] / CLIP_VISION_H: lambda p: save_file(clip_vision_tensors(), p),
+        folders["dreamoving"] / GUIDER: write_guider,
+        folders["ipadapter"] / IPA_PLUS: lambda p: save_file(
+            ipadapter.plus_tensors(SMALL_XATTN, embedding_dim=1280, seed=43), p),
+        folders["ipadapter"] / IPA_FACEID_V2: lambda p: torch.save(ipadapter.as_bin(
+            ipadapter.faceid_plus_tensors(SMALL_XATTN, embedding_dim=1280, seed=44)), p),
+        folders["ipadapter"] / NOT_GUIDER: lambda p: save_file(
+            {"down_blocks.0.motion_modules.0.temporal_transformer.norm.weight": torch.ones(320)}, p),
+    }
+    for path, write in jobs.items():
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.tmp")
+            write(str(tmp))
+            tmp.replace(path)
+    insightface_packs.ensure_pack(folders["insightface"])

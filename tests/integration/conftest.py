@@ -35,6 +35,7 @@ def inprocess_host(comfy_root, host_base):
     fixtures.ensure_checkpoints()
     fixtures.ensure_motion_modules()
     fixtures.ensure_video_controlnets()
+    fixtures.ensure_guiders()
     host.plain_baseline = host.run(prompts.txt2img(fixtures.SMALL_CKPT))["5"][0][0]["samples"]
     return host
 

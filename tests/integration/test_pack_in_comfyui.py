@@ -6,7 +6,8 @@ import torch
 from dmtest import fixtures, prompts
 
 OUR_NODES = {"DreaMovingMotionUNetLoader", "DreaMovingSampler", "DreaMovingVideoControlNetLoader",
-             "DreaMovingVideoControlNetApply"}
+             "DreaMovingVideoControlNetApply", "DreaMovingInsightFaceLoader", "DreaMovingContentGuiderLoader",
+             "DreaMovingContentGuiderEncode"}
 
 
 def test_loading_the_pack_changes_no_plain_output(pack_host):
