@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import ComfyExtension, io
 
+from .control_signal_nodes import DepthExtract, PoseExtract, PoseRetarget
 from .controlnet_nodes import VideoControlNetApply, VideoControlNetLoader
 from .guider_nodes import ContentGuiderEncode, ContentGuiderLoader, InsightFaceLoader
 from .model_folders import register_model_folders
@@ -10,7 +11,8 @@ from .motion_nodes import MotionUNetLoader
 from .sampler_nodes import DreaMovingSampler
 
 NODES: list[type[io.ComfyNode]] = [MotionUNetLoader, DreaMovingSampler, VideoControlNetLoader, VideoControlNetApply,
-                                   InsightFaceLoader, ContentGuiderLoader, ContentGuiderEncode]
+                                   InsightFaceLoader, ContentGuiderLoader, ContentGuiderEncode, PoseExtract,
+                                   PoseRetarget, DepthExtract]
 
 
 class DreaMovingExtension(ComfyExtension):

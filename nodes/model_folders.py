@@ -15,6 +15,8 @@ PACK_FOLDERS = {
     "dreamoving": {".safetensors"},
     "ipadapter": {".bin", ".safetensors"},
     "insightface": set(),
+    "dwpose": {".onnx"},   # yolox_l.onnx, dw-ll_ucoco_384.onnx (the files comfyui_controlnet_aux users have)
+    "depth": set(),        # one folder per transformers depth model (save_pretrained layout)
 }
 
 

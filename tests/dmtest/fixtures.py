@@ -36,7 +36,8 @@ LAYOUT_UNET = dict(_UNET_COMMON, num_res_blocks=[2, 2, 2, 2], channel_mult=[1, 1
 SMALL_CKPT = "dm_small_sd15.safetensors"
 LAYOUT_CKPT = "dm_layout_sd15.safetensors"
 CHECKPOINTS = {SMALL_CKPT: SMALL_UNET, LAYOUT_CKPT: LAYOUT_UNET}
-MODEL_KINDS = ("checkpoints", "animatediff_models", "controlnet", "dreamoving", "ipadapter", "clip_vision", "insightface")
+MODEL_KINDS = ("checkpoints", "animatediff_models", "controlnet", "dreamoving", "ipadapter", "clip_vision", "insightface",
+               "dwpose", "depth")
 
 
 def fixture_dir() -> Path:
@@ -240,3 +241,10 @@ def ensure_guiders() -> None:
             write(str(tmp))
             tmp.replace(path)
     insightface_packs.ensure_pack(folders["insightface"])
+
+
+def ensure_control_models() -> None:
+    from dmtest import control_models
+
+    folders = model_folders()
+    control_models.ensure_control_models(folders["dwpose"], folders["depth"])

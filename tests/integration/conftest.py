@@ -36,6 +36,7 @@ def inprocess_host(comfy_root, host_base):
     fixtures.ensure_motion_modules()
     fixtures.ensure_video_controlnets()
     fixtures.ensure_guiders()
+    fixtures.ensure_control_models()
     host.plain_baseline = host.run(prompts.txt2img(fixtures.SMALL_CKPT))["5"][0][0]["samples"]
     return host
 

@@ -7,7 +7,7 @@ from dmtest import fixtures, prompts
 
 OUR_NODES = {"DreaMovingMotionUNetLoader", "DreaMovingSampler", "DreaMovingVideoControlNetLoader",
              "DreaMovingVideoControlNetApply", "DreaMovingInsightFaceLoader", "DreaMovingContentGuiderLoader",
-             "DreaMovingContentGuiderEncode"}
+             "DreaMovingContentGuiderEncode", "DreaMovingPoseExtract", "DreaMovingPoseRetarget", "DreaMovingDepthExtract"}
 
 
 def test_loading_the_pack_changes_no_plain_output(pack_host):
