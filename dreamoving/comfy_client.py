@@ -6,6 +6,7 @@ Used by the headless queue command and by the integration tests. ``/prompt`` can
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.parse
@@ -46,6 +47,30 @@ class ComfyClient:
             return True
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
+
+    def upload(self, path: str) -> str:
+        """Put a local file (image or video) in the server's input folder; return the name to use there."""
+        boundary = uuid.uuid4().hex
+        name = os.path.basename(path)
+        with open(path, "rb") as f:
+            payload = f.read()
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + payload + \
+            f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(self.url + "/upload/image", data=body,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+            answer = json.loads(reply.read())
+        return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
+
+    def download(self, item: dict, folder: str) -> str:
+        """Save one output file (``{"filename", "subfolder", "type"}`` from the history) into ``folder``."""
+        query = urllib.parse.urlencode({k: item.get(k, "") for k in ("filename", "subfolder", "type")})
+        os.makedirs(folder, exist_ok=True)
+        target = os.path.join(folder, os.path.basename(item["filename"]))
+        with urllib.request.urlopen(f"{self.url}/view?{query}", timeout=self.timeout) as reply, open(target, "wb") as f:
+            f.write(reply.read())
+        return target
 
     def interrupt(self) -> None:
         """Stop the prompt that is running now (ComfyUI checks between steps and context windows)."""

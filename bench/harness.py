@@ -1,0 +1,114 @@
+"""Shared set-up for the benchmarks: a ComfyUI host in-process with this pack and the generated test models.
+
+The models are the test fixtures (SD1.5-detected U-Net at model_channels 320, AnimateDiff-layout motion
+module, SD1.5 ControlNet, Video ControlNet, Content Guider); absolute times are for them, ratios carry over.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from dmtest import comfy_host, fixtures  # noqa: E402
+from dmtest.inprocess import InProcessHost  # noqa: E402
+from dreamoving.comfy_launch import write_base  # noqa: E402
+
+
+def start_host() -> InProcessHost:
+    root, how = comfy_host.locate_comfyui()
+    if root is None:
+        raise SystemExit(f"no ComfyUI host: {how}")
+    base = Path(tempfile.mkdtemp(prefix="dm_bench_"))
+    host = InProcessHost(root, base, write_base(base, fixtures.model_folders()))
+    for ensure in (fixtures.ensure_checkpoints, fixtures.ensure_motion_modules, fixtures.ensure_video_controlnets,
+                   fixtures.ensure_guiders):
+        ensure()
+    assert host.load_pack(), "the pack failed to load"
+    return host
+
+
+class Models:
+    """The model variants a benchmark compares, built once through the nodes' own code."""
+
+    def __init__(self, host: InProcessHost):
+        import nodes
+
+        self.nodes = nodes
+        model, clip, _ = nodes.CheckpointLoaderSimple().load_checkpoint(fixtures.SMALL_CKPT)[:3]
+        self.plain, self.clip = model, clip
+        self.positive = nodes.CLIPTextEncode().encode(clip, "a dancer")[0]
+        self.negative = nodes.CLIPTextEncode().encode(clip, "")[0]
+        loader = nodes.NODE_CLASS_MAPPINGS["DreaMovingMotionUNetLoader"]
+        self.motion = loader.execute(model, fixtures.SMALL_MM, 1.0, 1.0, "use existing").result[0]
+        self.video_controlnet = host.pack_module("nodes.video_controlnet").load_video_controlnet(
+            str(fixtures.model_folders()["controlnet"] / fixtures.VIDEO_CN))
+        import comfy.controlnet
+
+        self.native_controlnet = comfy.controlnet.load_controlnet(
+            str(fixtures.model_folders()["controlnet"] / fixtures.SMALL_CN))
+        guider = host.pack_module("dreamoving.guider_files").load_content_guider(
+            str(fixtures.model_folders()["dreamoving"] / fixtures.GUIDER))
+        gen = torch.Generator().manual_seed(0)
+        tokens = {s: (torch.randn(1, n, 768, generator=gen), torch.zeros(1, n, 768)) for s, n in (("face", 4), ("cloth", 16))}
+        self.guided_motion = host.pack_module("nodes.guider_patch").attach_guider(
+            self.motion, guider, tokens, {"face": 1.0, "cloth": 1.0}, 0.0, 1.0)
+
+    def controlled(self, control, frames: int, size: int):
+        """positive/negative with ``control`` applied to ``frames`` hint frames."""
+        hint = torch.rand(frames, size, size, 3, generator=torch.Generator().manual_seed(1))
+        apply = self.nodes.ControlNetApplyAdvanced()
+        return apply.apply_controlnet(self.positive, self.negative, control, hint, 1.0, 0.0, 1.0)[:2]
+
+
+def sample(models: Models, model, frames: int, size: int, steps: int, conds=None, context_length: int | None = None):
+    """Seconds per sampling step (cond + uncond) of ``model`` on a ``frames``-frame latent."""
+    positive, negative = conds or (models.positive, models.negative)
+    latent = {"samples": torch.zeros(frames, 4, size // 8, size // 8)}
+    if context_length:
+        from_pack = sys.modules[next(k for k in sys.modules if k.endswith(".nodes.context_patch"))]
+        options = sys.modules[next(k for k in sys.modules if k.endswith(".dreamoving.context_windows"))]
+        model = from_pack.attach_context_windows(model, options.ContextOptions(context_length, context_length // 4))
+    start = time.perf_counter()
+    models.nodes.common_ksampler(model, 0, steps, 7.0, "euler", "normal", positive, negative, latent)
+    return (time.perf_counter() - start) / steps
+
+
+def flops_per_step(models: Models, model, frames: int, size: int, conds=None) -> float:
+    """FLOPs of one sampling step, counted by torch's FlopCounterMode on the real forward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        sample(models, model, frames, size, 1, conds)
+    return float(counter.get_total_flops())
+
+
+def machine() -> dict:
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return {"device": device, "date": datetime.date.today().isoformat(), "commit": commit.stdout.strip(),
+            "torch": torch.__version__}
+
+
+def report(title: str, columns: list[str], rows: list[list], extra: dict | None = None) -> None:
+    """Print one table and a JSON line (prefixed ``JSON:``) with the same figures."""
+    widths = [max(len(str(c)), *(len(_fmt(r[i])) for r in rows)) for i, c in enumerate(columns)]
+    print(f"\n{title}  [{machine()['device']}]")
+    print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
+    for row in rows:
+        print("  ".join(_fmt(v).ljust(w) for v, w in zip(row, widths)))
+    print("JSON: " + json.dumps({"title": title, "machine": machine(), "columns": columns, "rows": rows,
+                                 **(extra or {})}))
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,93 @@
+"""Long videos with context windows: time per frame and peak memory for 64, 128, 256 frames (each length in a
+fresh process, so peaks do not mix), beside ComfyUI's memory estimate for one window. Overlapping windows
+evaluate some frames twice; "ms/window frame" (time per frame the windows evaluate) must stay flat.
+
+    python bench/long_video.py [--lengths 64 128 256] [--context 64] [--size 64] [--steps 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import torch
+
+
+class PeakMemory:
+    """Peak of CUDA allocated memory, or of the process RSS sampled every 5 ms on CPU (bytes above start)."""
+
+    def __enter__(self):
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+        else:
+            self.process, self.start, self.peak, self.running = psutil.Process(), psutil.Process().memory_info().rss, 0, True
+            self.thread = threading.Thread(target=self._watch, daemon=True)
+            self.thread.start()
+        return self
+
+    def _watch(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.bytes = torch.cuda.max_memory_allocated() - self.start
+        else:
+            self.running = False
+            self.thread.join()
+            self.bytes = max(self.peak, self.process.memory_info().rss) - self.start
+
+
+def one(length: int, context: int, size: int, steps: int) -> dict:
+    from harness import Models, sample, start_host
+
+    models = Models(start_host())
+    sample(models, models.motion, min(length, context), size, 1, context_length=context)  # warm-up and load
+    with PeakMemory() as peak:
+        seconds = sample(models, models.motion, length, size, steps, context_length=context)
+    estimate = models.motion.model.memory_required([2 * min(length, context), 4, size // 8, size // 8])
+    from dreamoving.context_windows import ContextOptions, context_windows
+
+    evaluated = sum(len(w) for w in context_windows(length, ContextOptions(context, context // 4)))
+    return {"frames": length, "s_per_step": seconds, "ms_per_frame_step": 1000 * seconds / length,
+            "evaluated_per_frame": evaluated / length, "ms_per_evaluated_frame": 1000 * seconds / evaluated,
+            "peak_MiB": peak.bytes / 2 ** 20, "comfy_estimate_MiB": estimate / 2 ** 20}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--context", type=int, default=64)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(one(args.one, args.context, args.size, args.steps)))
+        return
+    from harness import report
+
+    rows = []
+    for length in args.lengths:
+        run = subprocess.run([sys.executable, __file__, "--one", str(length), "--context", str(args.context),
+                              "--size", str(args.size), "--steps", str(args.steps)], capture_output=True, text=True)
+        line = next((l for l in run.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None:
+            raise SystemExit(f"length {length} failed:\n{run.stderr[-3000:]}")
+        r = json.loads(line[len("RESULT "):])
+        rows.append([r["frames"], r["s_per_step"], r["ms_per_frame_step"], r["evaluated_per_frame"],
+                     r["ms_per_evaluated_frame"], r["peak_MiB"], r["comfy_estimate_MiB"]])
+    report(f"long videos, context {args.context} (overlap {args.context // 4}), {args.size}x{args.size}",
+           ["frames", "s/step", "ms/frame/step", "window frames/frame", "ms/window frame/step", "peak MiB",
+            "ComfyUI estimate MiB (1 window)"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Writes the workflows: API format under workflows/api/, drag-in UI twins beside them (converted with a
+running ComfyUI's /object_info). Edit the graphs here, then run (with ComfyUI + this pack serving):
+
+    python workflows/build.py --server http://127.0.0.1:8188
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+NEGATIVE = "blurry, low quality, deformed hands, extra limbs, watermark"
+PROMPT = "a person dancing on a stage, full body, best quality, detailed face"
+
+
+def _models() -> dict:
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+        "2": {"class_type": "DreaMovingMotionUNetLoader", "inputs": {
+            "model": ["1", 0], "motion_module": "mm_sd_v15_v2.ckpt", "motion_scale": 1.0, "effect": 1.0,
+            "beta_schedule": "autoselect"}},
+        "4": {"class_type": "LoadVideo", "inputs": {"file": "driving.mp4"}},
+        "5": {"class_type": "GetVideoComponents", "inputs": {"video": ["4", 0]}},
+        "6": {"class_type": "DreaMovingPoseExtract", "inputs": {
+            "images": ["5", 0], "detector": "yolox_l.onnx", "pose_model": "dw-ll_ucoco_384.onnx", "provider": "auto",
+            "no_person": "carry last pose", "body": True, "hands": True, "face": True}},
+        "14": {"class_type": "DreaMovingVideoControlNetLoader", "inputs": {
+            "controlnet": "control_v11p_sd15_openpose.pth", "motion_module": "mm_sd_v15_v2.ckpt"}},
+    }
+
+
+def _sampler_to_video(model, positive, negative, frames: int) -> dict:
+    return {
+        "16": {"class_type": "DreaMovingSampler", "inputs": {
+            "model": model, "positive": positive, "negative": negative, "seed": 42, "steps": 25, "cfg": 7.5,
+            "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "frames": frames, "width": 512,
+            "height": 512, "context_length": 64, "context_overlap": 16, "context_schedule": "static",
+            "fuse_method": "pyramid"}},
+        "17": {"class_type": "VAEDecode", "inputs": {"samples": ["16", 0], "vae": ["1", 2]}},
+        "18": {"class_type": "CreateVideo", "inputs": {"images": ["17", 0], "fps": ["5", 2]}},
+        "19": {"class_type": "SaveVideo", "inputs": {"video": ["18", 0], "filename_prefix": "dreamoving/video",
+                                                     "format": "auto", "codec": "auto"}},
+    }
+
+
+def pose_dance(frames: int = 64) -> dict:
+    """Reference photo + driving video -> a video of the person doing the dance (pose-driven)."""
+    graph = _models()
+    graph.update({
+        "3": {"class_type": "LoadImage", "inputs": {"image": "reference.png"}},
+        "7": {"class_type": "DreaMovingPoseExtract", "inputs": dict(graph["6"]["inputs"], images=["3", 0],
+                                                                    no_person="error")},
+        "8": {"class_type": "DreaMovingPoseRetarget", "inputs": {
+            "driving_pose": ["6", 1], "reference_pose": ["7", 1], "smooth_frames": 5, "body": True, "hands": True,
+            "face": True}},
+        "9": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"}},
+        "10": {"class_type": "DreaMovingInsightFaceLoader", "inputs": {"model_pack": "buffalo_l", "provider": "auto"}},
+        "11": {"class_type": "DreaMovingContentGuiderLoader", "inputs": {
+            "guider_file": "ip-adapter-faceid-plusv2_sd15.bin", "stream": "face", "faceid_v2_scale": 1.0}},
+        "12": {"class_type": "DreaMovingContentGuiderLoader", "inputs": {
+            "guider_file": "ip-adapter-plus_sd15.safetensors", "stream": "cloth", "faceid_v2_scale": 1.0,
+            "guider": ["11", 0]}},
+        "13": {"class_type": "DreaMovingContentGuiderEncode", "inputs": {
+            "model": ["2", 0], "clip": ["1", 1], "clip_vision": ["9", 0], "guider": ["12", 0], "text": PROMPT,
+            "negative_text": NEGATIVE, "a_f": 1.0, "a_c": 0.6, "start_percent": 0.0, "end_percent": 1.0,
+            "face_crop": "align on landmarks", "no_face": "error", "face_image": ["3", 0], "cloth_image": ["3", 0],
+            "face_analysis": ["10", 0]}},
+        "15": {"class_type": "DreaMovingVideoControlNetApply", "inputs": {
+            "positive": ["13", 1], "negative": ["13", 2], "video_controlnet": ["14", 0], "control_frames": ["8", 0],
+            "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, "frame_mode": "repeat last"}},
+    })
+    graph.update(_sampler_to_video(["13", 0], ["15", 0], ["15", 1], frames))
+    return graph
+
+
+def pose_depth_dance() -> dict:
+    """The pose-driven dance plus a depth Video ControlNet stacked on the pose one."""
+    graph = pose_dance()
+    graph.update({
+        "20": {"class_type": "DreaMovingDepthExtract", "inputs": {
+            "images": ["5", 0], "depth_model": "depth-anything-small-hf", "normalise": "per video", "batch_size": 8}},
+        "21": {"class_type": "DreaMovingVideoControlNetLoader", "inputs": {
+            "controlnet": "control_v11f1p_sd15_depth.pth", "motion_module": "mm_sd_v15_v2.ckpt"}},
+        "22": {"class_type": "DreaMovingVideoControlNetApply", "inputs": {
+            "positive": ["15", 0], "negative": ["15", 1], "video_controlnet": ["21", 0], "control_frames": ["20", 0],
+            "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, "frame_mode": "repeat last"}},
+    })
+    graph["16"]["inputs"].update({"positive": ["22", 0], "negative": ["22", 1]})
+    return graph
+
+
+def text_only() -> dict:
+    """Text-only generation (a_f = a_c = 0: no Content Guider) driven by the video's poses."""
+    graph = _models()
+    graph.update({
+        "30": {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["1", 1]}},
+        "31": {"class_type": "CLIPTextEncode", "inputs": {"text": NEGATIVE, "clip": ["1", 1]}},
+        "15": {"class_type": "DreaMovingVideoControlNetApply", "inputs": {
+            "positive": ["30", 0], "negative": ["31", 0], "video_controlnet": ["14", 0], "control_frames": ["6", 0],
+            "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, "frame_mode": "repeat last"}},
+    })
+    graph.update(_sampler_to_video(["2", 0], ["15", 0], ["15", 1], 64))
+    return graph
+
+
+WORKFLOWS = {
+    "dreamoving_pose_dance": pose_dance,
+    "dreamoving_pose_depth_dance": pose_depth_dance,
+    "dreamoving_long_video": lambda: pose_dance(frames=150),
+    "dreamoving_text_only": text_only,
+}
+
+
+def renumber(graph: dict) -> dict:
+    """Node ids 1..N in the order above, so the UI twin's node ids equal the API ids."""
+    ids = {old: str(i + 1) for i, old in enumerate(sorted(graph, key=int))}
+    out = {}
+    for old, node in sorted(graph.items(), key=lambda kv: int(kv[0])):
+        inputs = {k: [ids[v[0]], v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
+        out[ids[old]] = {"class_type": node["class_type"], "inputs": inputs}
+    return out
+
+
+def main():
+    from dreamoving.comfy_client import ComfyClient
+    from dreamoving.workflow_format import api_to_ui
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", default="http://127.0.0.1:8188")
+    object_info = ComfyClient(parser.parse_args().server).get_json("/object_info")
+    for name, build in WORKFLOWS.items():
+        api = renumber(build())
+        (HERE / "api" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
+        (HERE / f"{name}.json").write_text(json.dumps(api_to_ui(api, object_info), indent=2) + "\n")
+        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+
+
+if __name__ == "__main__":
+    main()
