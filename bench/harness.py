@@ -30,9 +30,7 @@ def start_host() -> InProcessHost:
         raise SystemExit(f"no ComfyUI host: {how}")
     base = Path(tempfile.mkdtemp(prefix="dm_bench_"))
     host = InProcessHost(root, base, write_base(base, fixtures.model_folders()))
-    for ensure in (fixtures.ensure_checkpoints, fixtures.ensure_motion_modules, fixtures.ensure_video_controlnets,
-                   fixtures.ensure_guiders):
-        ensure()
+    fixtures.ensure_all()
     assert host.load_pack(), "the pack failed to load"
     return host
 

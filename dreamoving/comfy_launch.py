@@ -82,3 +82,13 @@ class ComfyServer:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+def start_local_server(comfy: Path, base: Path, models: dict[str, Path] | None = None, port: int | None = None):
+    """A server on loopback for ``comfy`` with this pack (linked unless already in its custom_nodes)."""
+    import torch
+
+    custom = comfy / "custom_nodes"
+    installed = custom.is_dir() and any(p.resolve() == PACK_DIR for p in custom.iterdir())
+    yaml_path = write_base(base, models, link_pack=not installed)
+    return ComfyServer(comfy, base, yaml_path, port=port, cpu=not torch.cuda.is_available())

@@ -54,9 +54,9 @@ class PoseExtract(io.ComfyNode):
                         "for SD1.5 openpose ControlNets, and the keypoints as POSE_KEYPOINT.",
             inputs=[
                 io.Image.Input("images", tooltip="Frames of the driving video (or one reference photo)."),
-                io.Combo.Input("detector", options=files or ["yolox_l.onnx"], default="yolox_l.onnx",
+                io.Combo.Input("detector", options=files, default="yolox_l.onnx",
                                tooltip="Person detector in models/dwpose."),
-                io.Combo.Input("pose_model", options=files or ["dw-ll_ucoco_384.onnx"],
+                io.Combo.Input("pose_model", options=files,
                                default="dw-ll_ucoco_384.onnx", tooltip="DWPose model in models/dwpose."),
                 io.Combo.Input("provider", options=["auto", "CPU", "CUDA"], default="auto",
                                tooltip="onnxruntime provider; auto follows the device ComfyUI computes on."),
@@ -127,7 +127,7 @@ class DepthExtract(io.ComfyNode):
                         "ZoeDepth...), near = bright, as depth ControlNets expect.",
             inputs=[
                 io.Image.Input("images", tooltip="Frames of the driving video."),
-                io.Combo.Input("depth_model", options=depth_models() or ["none found"],
+                io.Combo.Input("depth_model", options=depth_models(),
                                tooltip="A folder in models/depth holding a saved transformers depth model."),
                 io.Combo.Input("normalise", options=["per video", "per frame"], default="per video",
                                tooltip="One depth range for the whole video (steadier) or one per frame."),

@@ -32,7 +32,7 @@ class InsightFaceLoader(io.ComfyNode):
             category="DreaMoving/loaders",
             description="Face detection, alignment and ArcFace identity from an insightface model pack.",
             inputs=[
-                io.Combo.Input("model_pack", options=packs or ["buffalo_l"],
+                io.Combo.Input("model_pack", options=packs,
                                tooltip="A pack folder in models/insightface/models/ (buffalo_l, antelopev2)."),
                 io.Combo.Input("provider", options=["auto", "CPU", "CUDA"], default="auto",
                                tooltip="onnxruntime provider; auto follows the device ComfyUI computes on."),

@@ -248,3 +248,55 @@ def ensure_control_models() -> None:
 
     folders = model_folders()
     control_models.ensure_control_models(folders["dwpose"], folders["depth"])
+
+
+def real_to_fixture_names() -> dict[str, str]:
+    """The real weight names the shipped workflows use -> the generated stand-ins."""
+    from dmtest.control_models import DEPTH_MODEL
+
+    return {"v1-5-pruned-emaonly.safetensors": SMALL_CKPT, "mm_sd_v15_v2.ckpt": SMALL_MM,
+            "control_v11p_sd15_openpose.pth": SMALL_CN, "control_v11f1p_sd15_depth.pth": SMALL_CN,
+            "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors": CLIP_VISION_H,
+            "ip-adapter-faceid-plusv2_sd15.bin": IPA_FACEID_V2, "ip-adapter-plus_sd15.safetensors": IPA_PLUS,
+            "depth-anything-small-hf": DEPTH_MODEL}
+
+
+def on_fixtures(workflow: dict, size: int = 64, steps: int = 2) -> dict:
+    """An API workflow with the generated models, ``size``-pixel frames and ``steps`` steps."""
+    names = real_to_fixture_names()
+    out = {}
+    for node_id, node in workflow.items():
+        inputs = {k: names.get(v, v) if isinstance(v, str) else v for k, v in node["inputs"].items()}
+        if node["class_type"] == "DreaMovingSampler":
+            inputs.update({"width": size, "height": size, "steps": steps})
+        out[node_id] = {"class_type": node["class_type"], "inputs": inputs}
+    return out
+
+
+def ensure_all() -> None:
+    """Every generated model the integration tests, the benchmarks and the demo use."""
+    for ensure in (ensure_checkpoints, ensure_motion_modules, ensure_video_controlnets, ensure_guiders,
+                   ensure_control_models):
+        ensure()
+
+
+def write_demo_inputs(folder: Path) -> tuple[Path, Path]:
+    """reference.png (a face and a person the test models find) and driving.mp4 (12 bright 160x160 frames)."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from dmtest.insightface_packs import face_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    reference, driving = folder / "reference.png", folder / "driving.mp4"
+    Image.fromarray(face_image(0)).save(reference)
+    with av.open(str(driving), mode="w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width = stream.height = 160
+        stream.pix_fmt = "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((160, 160, 3), 190 + i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return reference, driving

@@ -32,11 +32,7 @@ def inprocess_host(comfy_root, host_base):
     """The in-process host with fixtures generated; ``plain_baseline`` was computed before the pack loaded."""
     base, yaml_path = host_base
     host = InProcessHost(comfy_root, base, yaml_path)
-    fixtures.ensure_checkpoints()
-    fixtures.ensure_motion_modules()
-    fixtures.ensure_video_controlnets()
-    fixtures.ensure_guiders()
-    fixtures.ensure_control_models()
+    fixtures.ensure_all()
     host.plain_baseline = host.run(prompts.txt2img(fixtures.SMALL_CKPT))["5"][0][0]["samples"]
     return host
 

@@ -9,56 +9,29 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from dmtest import control_models, fixtures, insightface_packs
+from dmtest import fixtures
+from dmtest.fixtures import on_fixtures
 from dreamoving.comfy_launch import PACK_DIR
 from dreamoving.workflow_format import api_to_ui, ui_to_api
 
 WORKFLOWS = PACK_DIR / "workflows"
 NAMES = sorted(p.stem for p in (WORKFLOWS / "api").glob("*.json"))
-FIXTURE_NAMES = {
-    "v1-5-pruned-emaonly.safetensors": fixtures.SMALL_CKPT, "mm_sd_v15_v2.ckpt": fixtures.SMALL_MM,
-    "control_v11p_sd15_openpose.pth": fixtures.SMALL_CN, "control_v11f1p_sd15_depth.pth": fixtures.SMALL_CN,
-    "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors": fixtures.CLIP_VISION_H,
-    "ip-adapter-faceid-plusv2_sd15.bin": fixtures.IPA_FACEID_V2, "ip-adapter-plus_sd15.safetensors": fixtures.IPA_PLUS,
-    "depth-anything-small-hf": control_models.DEPTH_MODEL,
-}
 
 
 def load(name: str, ui: bool = False) -> dict:
     return json.loads((WORKFLOWS / (f"{name}.json" if ui else f"api/{name}.json")).read_text())
 
 
-def on_fixtures(workflow: dict) -> dict:
-    """The workflow with the test models, 64x64 frames and 2 steps."""
-    out = json.loads(json.dumps(workflow))
-    for node in out.values():
-        node["inputs"] = {k: FIXTURE_NAMES.get(v, v) if isinstance(v, str) else v for k, v in node["inputs"].items()}
-        if node["class_type"] == "DreaMovingSampler":
-            node["inputs"].update({"width": 64, "height": 64, "steps": 2})
-    return out
-
-
 @pytest.fixture(scope="module")
 def input_files(pack_host):
-    """reference.png (a face the test insightface pack finds) and driving.mp4 (12 bright frames)."""
-    import av
+    """reference.png and driving.mp4 in the host's input folder."""
     import folder_paths
-    from PIL import Image
 
     folder = Path(folder_paths.get_input_directory())
-    Image.fromarray(insightface_packs.face_image(0)).save(folder / "reference.png")
-    with av.open(str(folder / "driving.mp4"), mode="w") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width = stream.height = 160
-        stream.pix_fmt = "yuv420p"
-        for i in range(12):
-            frame = np.full((160, 160, 3), 190 + i, np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
+    fixtures.write_demo_inputs(folder)
     return folder
 
 
@@ -159,3 +132,20 @@ def test_queue_client_error_paths(comfy_server, tmp_path):
     down = subprocess.run([sys.executable, "-m", "dreamoving.queue", str(workflow), "--server", "http://127.0.0.1:9"],
                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(PACK_DIR)))
     assert down.returncode == 3 and "no ComfyUI server answers" in down.stderr
+
+
+def test_node_reference_is_current(object_info):
+    from dreamoving.main import WEIGHTS
+    from dreamoving.node_docs import render_node_reference
+
+    committed = (PACK_DIR / "docs" / "nodes.md").read_text()
+    assert committed == render_node_reference(object_info, set(WEIGHTS)) + "\n", \
+        "docs/nodes.md is stale: run python scripts/build_assets.py --server URL"
+    assert committed.count("## ") == len([k for k in object_info if k.startswith("DreaMoving")])
+
+
+def test_workflows_are_served_as_templates(comfy_server):
+    from dreamoving.comfy_launch import PACK_NAME
+
+    templates = comfy_server.client.get_json("/workflow_templates")
+    assert sorted(templates[PACK_NAME]) == NAMES, "the UI workflows (not the API twins) are the pack's templates"

@@ -1,7 +1,8 @@
-"""Writes the workflows: API format under workflows/api/, drag-in UI twins beside them (converted with a
-running ComfyUI's /object_info). Edit the graphs here, then run (with ComfyUI + this pack serving):
+"""Writes what is built from a running ComfyUI's /object_info: the workflows (API format under
+workflows/api/, drag-in UI twins in workflows/) and the node reference docs/nodes.md. Edit the graphs here,
+then run (with ComfyUI + this pack serving):
 
-    python workflows/build.py --server http://127.0.0.1:8188
+    python scripts/build_assets.py --server http://127.0.0.1:8188
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+REPO = Path(__file__).resolve().parents[1]
+HERE = REPO / "workflows"
+sys.path.insert(0, str(REPO))
 
 NEGATIVE = "blurry, low quality, deformed hands, extra limbs, watermark"
 PROMPT = "a person dancing on a stage, full body, best quality, detailed face"
@@ -127,6 +129,8 @@ def renumber(graph: dict) -> dict:
 
 def main():
     from dreamoving.comfy_client import ComfyClient
+    from dreamoving.main import WEIGHTS
+    from dreamoving.node_docs import render_node_reference
     from dreamoving.workflow_format import api_to_ui
 
     parser = argparse.ArgumentParser()
@@ -137,6 +141,8 @@ def main():
         (HERE / "api" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
         (HERE / f"{name}.json").write_text(json.dumps(api_to_ui(api, object_info), indent=2) + "\n")
         print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+    (REPO / "docs" / "nodes.md").write_text(render_node_reference(object_info, set(WEIGHTS)) + "\n")
+    print("wrote docs/nodes.md")
 
 
 if __name__ == "__main__":
