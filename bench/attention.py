@@ -13,13 +13,7 @@ import torch
 
 from harness import report, start_host
 
-
-def naive(q, k, v, heads):
-    b, n, c = q.shape
-    d = c // heads
-    split = lambda t: t.reshape(b, -1, heads, d).transpose(1, 2)  # noqa: E731
-    weights = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(d), dim=-1)
-    return (weights @ split(v)).transpose(1, 2).reshape(b, n, c)
+from dmtest.reference import softmax_attention  # noqa: E402  (harness puts tests/ on the path)
 
 
 def main():
@@ -42,7 +36,7 @@ def main():
     x = torch.randn(2 * args.frames, args.channels, side, side, device=device, dtype=dtype)
     rows, outputs = [], {}
     for name, attention in (("ComfyUI: " + comfy_attention.optimized_attention.__name__,
-                             comfy_attention.optimized_attention), ("naive softmax", naive)):
+                             comfy_attention.optimized_attention), ("naive softmax", softmax_attention)):
         with torch.no_grad():
             block(x, args.frames, attention=attention)
             if device.type == "cuda":

@@ -22,12 +22,12 @@ def main():
     for frames in args.frames:
         full = models.controlled(models.video_controlnet, frames, args.size)
         native = models.controlled(models.native_controlnet, frames, args.size)
-        variants = {"plain": (models.plain, None), "motion": (models.motion, None),
+        variants = {"plain": (models.plain, models.text), "motion": (models.motion, models.text),
                     "motion+VideoCN+guider": (models.guided_motion, full),
                     "motion+nativeCN": (models.motion, native), "motion+VideoCN": (models.motion, full)}
-        sample(models, models.plain, frames, args.size, 1)  # warm-up: loads the models
-        measured = {name: sample(models, m, frames, args.size, args.steps, c) for name, (m, c) in variants.items()}
-        flops = {name: flops_per_step(models, m, frames, args.size, c) for name, (m, c) in variants.items()}
+        sample(models.plain, models.text, frames, args.size, 1)  # warm-up: loads the models
+        measured = {name: sample(m, c, frames, args.size, args.steps) for name, (m, c) in variants.items()}
+        flops = {name: flops_per_step(m, c, frames, args.size) for name, (m, c) in variants.items()}
         for name in variants:
             ratio, predicted = measured[name] / measured["plain"], flops[name] / flops["plain"]
             rows.append([frames, name, measured[name], measured[name] / frames, ratio, predicted,

@@ -35,6 +35,12 @@ def start_host() -> InProcessHost:
     return host
 
 
+def text_conds(clip) -> tuple:
+    import nodes
+
+    return nodes.CLIPTextEncode().encode(clip, "a dancer")[0], nodes.CLIPTextEncode().encode(clip, "")[0]
+
+
 class Models:
     """The model variants a benchmark compares, built once through the nodes' own code."""
 
@@ -44,8 +50,7 @@ class Models:
         self.nodes = nodes
         model, clip, _ = nodes.CheckpointLoaderSimple().load_checkpoint(fixtures.SMALL_CKPT)[:3]
         self.plain, self.clip = model, clip
-        self.positive = nodes.CLIPTextEncode().encode(clip, "a dancer")[0]
-        self.negative = nodes.CLIPTextEncode().encode(clip, "")[0]
+        self.text = text_conds(clip)
         loader = nodes.NODE_CLASS_MAPPINGS["DreaMovingMotionUNetLoader"]
         self.motion = loader.execute(model, fixtures.SMALL_MM, 1.0, 1.0, "use existing").result[0]
         self.video_controlnet = host.pack_module("nodes.video_controlnet").load_video_controlnet(
@@ -64,29 +69,30 @@ class Models:
     def controlled(self, control, frames: int, size: int):
         """positive/negative with ``control`` applied to ``frames`` hint frames."""
         hint = torch.rand(frames, size, size, 3, generator=torch.Generator().manual_seed(1))
-        apply = self.nodes.ControlNetApplyAdvanced()
-        return apply.apply_controlnet(self.positive, self.negative, control, hint, 1.0, 0.0, 1.0)[:2]
+        return self.nodes.ControlNetApplyAdvanced().apply_controlnet(*self.text, control, hint, 1.0, 0.0, 1.0)[:2]
 
 
-def sample(models: Models, model, frames: int, size: int, steps: int, conds=None, context_length: int | None = None):
-    """Seconds per sampling step (cond + uncond) of ``model`` on a ``frames``-frame latent."""
-    positive, negative = conds or (models.positive, models.negative)
+def sample(model, conds, frames: int, size: int, steps: int, context_length: int | None = None) -> float:
+    """Seconds per sampling step (cond + uncond: ``conds``) of ``model`` on a ``frames``-frame latent."""
+    import nodes
+
+    positive, negative = conds
     latent = {"samples": torch.zeros(frames, 4, size // 8, size // 8)}
     if context_length:
         from_pack = sys.modules[next(k for k in sys.modules if k.endswith(".nodes.context_patch"))]
         options = sys.modules[next(k for k in sys.modules if k.endswith(".dreamoving.context_windows"))]
         model = from_pack.attach_context_windows(model, options.ContextOptions(context_length, context_length // 4))
     start = time.perf_counter()
-    models.nodes.common_ksampler(model, 0, steps, 7.0, "euler", "normal", positive, negative, latent)
+    nodes.common_ksampler(model, 0, steps, 7.0, "euler", "normal", positive, negative, latent)
     return (time.perf_counter() - start) / steps
 
 
-def flops_per_step(models: Models, model, frames: int, size: int, conds=None) -> float:
+def flops_per_step(model, conds, frames: int, size: int) -> float:
     """FLOPs of one sampling step, counted by torch's FlopCounterMode on the real forward."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        sample(models, model, frames, size, 1, conds)
+        sample(model, conds, frames, size, 1)
     return float(counter.get_total_flops())
 
 

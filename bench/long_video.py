@@ -49,9 +49,9 @@ def one(length: int, context: int, size: int, steps: int) -> dict:
     from harness import Models, sample, start_host
 
     models = Models(start_host())
-    sample(models, models.motion, min(length, context), size, 1, context_length=context)  # warm-up and load
+    sample(models.motion, models.text, min(length, context), size, 1, context_length=context)  # warm-up and load
     with PeakMemory() as peak:
-        seconds = sample(models, models.motion, length, size, steps, context_length=context)
+        seconds = sample(models.motion, models.text, length, size, steps, context_length=context)
     estimate = models.motion.model.memory_required([2 * min(length, context), 4, size // 8, size // 8])
     from dreamoving.context_windows import ContextOptions, context_windows
 

@@ -300,3 +300,25 @@ def write_demo_inputs(folder: Path) -> tuple[Path, Path]:
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return reference, driving
+
+
+FULL_CKPT = "dm_full_sd15.safetensors"   # the real SD1.5 U-Net size (random), for memory benchmarks only
+FULL_MM = "dm_full_mm_v2.safetensors"    # a motion module the size of mm_sd_v15_v2 (random)
+FULL_UNET = dict(_UNET_COMMON, num_res_blocks=[2, 2, 2, 2], channel_mult=[1, 2, 4, 4],
+                 transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
+                 transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])
+
+
+def ensure_full_sd15() -> None:
+    """Full-size SD1.5 checkpoint and motion module (about 2.7 GB together); not used by the tests."""
+    from dmtest.animatediff import SD15_CHANNELS, motion_file_tensors
+
+    folders = model_folders()
+    jobs = {folders["checkpoints"] / FULL_CKPT: lambda p: save_file(sd15_checkpoint_tensors(FULL_UNET, 5), p),
+            folders["animatediff_models"] / FULL_MM: lambda p: save_file(
+                motion_file_tensors(SD15_CHANNELS, 2, mid=True, pe_len=32, seed=6, dtype=torch.float16), p)}
+    for path, write in jobs.items():
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.tmp")
+            write(str(tmp))
+            tmp.replace(path)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
 
 from dmtest import fixtures, insightface_packs, prompts
 from dmtest.inprocess import PromptFailed
+from dmtest.reference import softmax_attention
 
 FRAMES = 4
 
@@ -78,14 +78,6 @@ def _attention_patch(pack_host, a_f, a_c):
     return model, guided, guider, tokens, patch_mod
 
 
-def _reference_attention(q, k, v, heads):
-    b, n, c = q.shape
-    d = c // heads
-    split = lambda t: t.reshape(b, -1, heads, d).transpose(1, 2)  # noqa: E731
-    w = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(d), dim=-1)
-    return (w @ split(v)).transpose(1, 2).reshape(b, n, c)
-
-
 @pytest.mark.parametrize("order", [[0, 1], [1, 0]])
 def test_patch_equals_eq1_for_any_chunk_order(pack_host, order):
     a_f, a_c = 0.6, 0.0
@@ -100,8 +92,8 @@ def test_patch_equals_eq1_for_any_chunk_order(pack_host, order):
         rows = slice(chunk * FRAMES, (chunk + 1) * FRAMES)
         face = tokens["face"][c].expand(FRAMES, -1, -1)
         kf, vf = face @ layer.to_k_face.weight.T, face @ layer.to_v_face.weight.T
-        expected.append(_reference_attention(q[rows], k[rows], v[rows], 8) +
-                        a_f * _reference_attention(q[rows], kf, vf, 8))
+        expected.append(softmax_attention(q[rows], k[rows], v[rows], 8) +
+                        a_f * softmax_attention(q[rows], kf, vf, 8))
     torch.testing.assert_close(out, torch.cat(expected), rtol=1e-5, atol=1e-5)
 
 

@@ -1,14 +1,13 @@
 """The Content Guider against Eq. 1 and the IP-Adapter formulas written out here; its file formats."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from dmtest import ipadapter
+from dmtest.reference import softmax_attention
 from dreamoving.content_guider import ContentGuider, guided_attention
 from dreamoving.guider_files import load_content_guider, save_content_guider
 from dreamoving.weights import WeightFileError
@@ -18,12 +17,7 @@ HEADS = 8
 
 
 def attn(q, k, v, heads=HEADS):
-    """softmax(Q K^T / sqrt(d)) V per head, on [batch, tokens, heads * d]."""
-    b, n, c = q.shape
-    d = c // heads
-    split = lambda t: t.reshape(b, -1, heads, d).transpose(1, 2)  # noqa: E731
-    w = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(d), dim=-1)
-    return (w @ split(v)).transpose(1, 2).reshape(b, n, c)
+    return softmax_attention(q, k, v, heads)
 
 
 def perceiver_ref(sd, p, latents, x, heads):
