@@ -29,7 +29,7 @@ class MotionUNet(nn.Module):
 
     def _hook(self, module):
         def run(_, __, output):
-            if self._frames is None:  # the U-Net called on its own: the image model, no motion
+            if self._frames is None:  # the U-Net called on its own before any video: the image model
                 return output
             if isinstance(output, torch.Tensor):
                 return module(output, self._frames)
@@ -42,10 +42,8 @@ class MotionUNet(nn.Module):
         return run
 
     def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor, frames: int, **kwargs):
+        """The frame count stays set after the call: gradient checkpointing re-runs blocks during backward."""
         if sample.shape[0] % frames:
             raise ValueError(f"frames: a batch of {sample.shape[0]} is not a whole number of {frames}-frame videos")
         self._frames = frames
-        try:
-            return self.unet(sample, timesteps, encoder_hidden_states=text, **kwargs).sample
-        finally:
-            self._frames = None
+        return self.unet(sample, timesteps, encoder_hidden_states=text, **kwargs).sample

@@ -36,7 +36,33 @@ def test_train_and_node_forwards_agree(pack_host):
     unet = unet_from_single_file(str(folders["checkpoints"] / fixtures.SMALL_CKPT), SMALL_LDM_UNET)
     train_side_model = MotionUNet(unet, load_motion_model(str(folders["animatediff_models"] / fixtures.SMALL_MM)).float())
     with torch.no_grad():
-        train_side = train_side_model(x, t, text, frames=frames)
         plain = unet(x, t, encoder_hidden_states=text).sample
+        train_side = train_side_model(x, t, text, frames=frames)
     assert (train_side - plain).abs().max() > 1e-3, "the motion blocks change the output"
     torch.testing.assert_close(train_side, node_side.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_stage2_export_loads_in_the_node_loader(pack_host, tmp_path):
+    """Train stage 2 one step on a U-Net with dm_small_sd15's layout; the export drives that checkpoint in ComfyUI."""
+    import folder_paths
+
+    from dmtest import prompts, train_fixtures
+    from dreamoving.motion_files import load_motion_model
+    from train.config import load_config
+    from train.data import WebVidClips
+    from train.motion_training import train_motion
+    from train.sd15 import load_sd15
+
+    sd15 = train_fixtures.write_sd15_folder(tmp_path / "sd15", train_fixtures.SMALL_LAYOUT_UNET)
+    init = train_fixtures.write_motion_init(tmp_path / "init.safetensors", train_fixtures.SMALL_LAYOUT_UNET)
+    csv, videos = train_fixtures.write_clips(tmp_path / "data")
+    config = load_config(2, steps=1, frames=4, resolution=32, batch_size=1, mixed_precision="no",
+                         gradient_checkpointing=True, checkpoint_every=100, sample_every=1)
+    out = tmp_path / "run"
+    train_motion(config, load_sd15(str(sd15)), load_motion_model(str(init)),
+                 WebVidClips(str(csv), str(videos), 4, 32), str(out))
+    assert (out / "sample-1.mp4").stat().st_size > 0, "the periodic sample video was written"
+    folder_paths.add_model_folder_path("animatediff_models", str(out))
+    video = pack_host.run(prompts.motion_video(fixtures.SMALL_CKPT, "motion_module.safetensors", 4,
+                                               sampler="KSampler"))["5"][0][0]["samples"]
+    assert video.shape == (4, 4, 8, 8) and torch.isfinite(video).all()

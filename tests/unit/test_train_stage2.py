@@ -1,0 +1,104 @@
+"""Stage 2 (long-frame pretraining of the motion blocks) on tiny models and synthetic clips, on CPU."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmtest import train_fixtures
+
+REPO = Path(__file__).resolve().parents[2]
+SETTINGS = dict(frames=4, resolution=32, batch_size=2, lr=1e-3, caption_dropout=0.0, gradient_checkpointing=False,
+                mixed_precision="no", checkpoint_every=2, sample_every=1000)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    sd15 = train_fixtures.write_sd15_folder(root / "sd15")
+    motion = train_fixtures.write_motion_init(root / "mm_init.safetensors")
+    csv, videos = train_fixtures.write_clips(root / "data")
+    config = root / "config.json"
+    config.write_text(json.dumps(SETTINGS))
+    return {"sd15": sd15, "motion": motion, "csv": csv, "videos": videos, "config": config}
+
+
+def run(assets, output: Path, steps: int, resume: bool = False, **overrides):
+    from dreamoving.motion_files import load_motion_model
+    from train.config import load_config
+    from train.data import WebVidClips
+    from train.motion_training import train_motion
+    from train.sd15 import load_sd15
+
+    config = load_config(2, str(assets["config"]), steps=steps, **overrides)
+    losses = []
+    motion = train_motion(config, load_sd15(str(assets["sd15"])), load_motion_model(str(assets["motion"])),
+                          WebVidClips(str(assets["csv"]), str(assets["videos"]), config.frames, config.resolution),
+                          str(output), resume=resume, log=lambda line: losses.append(line))
+    return motion, [float(line.split()[-1]) for line in losses if line.startswith("step")]
+
+
+def fixed_loss(assets, motion) -> float:
+    """The loss on one clip at a fixed timestep and noise: comparable before and after training."""
+    from diffusers import DDPMScheduler
+
+    from train.data import WebVidClips
+    from train.motion_training import SCHEDULE, batch_loss, clip_inputs
+    from train.motion_unet import MotionUNet
+    from train.sd15 import load_sd15
+
+    parts = load_sd15(str(assets["sd15"]))
+    scheduler = DDPMScheduler(**SCHEDULE)
+    clips = WebVidClips(str(assets["csv"]), str(assets["videos"]), 4, 32)
+    inputs = [clip_inputs(parts, clips[i], scheduler, torch.Generator().manual_seed(5 + i), 0.0) for i in range(2)]
+    with torch.no_grad():
+        return batch_loss(MotionUNet(parts.unet, motion), parts, inputs, scheduler, "cpu").item()
+
+
+def test_stage2_learns_and_exports_an_animatediff_module(assets, tmp_path):
+    from dreamoving.motion_files import load_motion_model
+
+    before = fixed_loss(assets, load_motion_model(str(assets["motion"])))
+    motion, losses = run(assets, tmp_path / "run", steps=20)
+    assert len(losses) == 20 and all(torch.isfinite(torch.tensor(losses)))
+    after = fixed_loss(assets, motion)
+    assert after < before, f"training did not lower the loss on its own clips: {before:.5f} -> {after:.5f}"
+    exported = load_motion_model(str(tmp_path / "run" / "motion_module.safetensors"))
+    assert exported.spec.extra["family"] == "DreaMoving" and exported.spec.pe_len == 64
+    for key, value in motion.state_dict().items():
+        assert torch.equal(exported.state_dict()[key], value.float()), key
+
+
+def test_resume_reaches_the_same_state(assets, tmp_path):
+    straight, _ = run(assets, tmp_path / "straight", steps=4)
+    run(assets, tmp_path / "split", steps=2)
+    resumed, losses = run(assets, tmp_path / "split", steps=4, resume=True)
+    assert len(losses) == 2, "the resumed run starts at step 3"
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_two_processes_equal_one(assets, tmp_path):
+    """torchrun with 2 CPU processes (gloo), global batch 2 = one process with batch 2."""
+    single, _ = run(assets, tmp_path / "single", steps=3)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+               "-m", "train.run", "--stage", "2", "--sd15", str(assets["sd15"]), "--motion-init", str(assets["motion"]),
+               "--videos-csv", str(assets["csv"]), "--videos-dir", str(assets["videos"]), "--output",
+               str(tmp_path / "ddp"), "--config", str(assets["config"]), "--steps", "3"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    from dreamoving.motion_files import load_motion_model
+
+    ddp = load_motion_model(str(tmp_path / "ddp" / "motion_module.safetensors")).state_dict()
+    start = load_motion_model(str(assets["motion"])).float().state_dict()
+    # the same weights up to float rounding: gradients are all-reduced in another order, and AdamW scales
+    # each update by its own gradient history, so compare the difference with the training's own change
+    difference = sum(float((ddp[k] - v.float()).pow(2).sum()) for k, v in single.state_dict().items())
+    change = sum(float((v.float() - start[k]).pow(2).sum()) for k, v in single.state_dict().items())
+    assert change > 0 and (difference / change) ** 0.5 < 1e-2, (difference, change)  # other data or no averaging: > 0.1
