@@ -54,3 +54,22 @@ class WebVidClips(torch.utils.data.Dataset):
         path, caption = self.items[index]
         frames = read_frames(path, 0, self.frames, self.stride)
         return {"pixels": resize_center_crop(frames, self.resolution), "caption": caption}
+
+
+class ControlledClips(WebVidClips):
+    """WebVid-style clips plus their control videos (pose renders or depth maps: ``<videoid>.mp4`` in
+    ``control_folder``, frame-aligned), cropped alike; ``control`` is in [0, 1]."""
+
+    def __init__(self, csv_path: str, video_folder: str, control_folder: str, frames: int, resolution: int,
+                 stride: int = 1):
+        super().__init__(csv_path, video_folder, frames, resolution, stride)
+        self.controls = [os.path.join(control_folder, os.path.basename(path)) for path, _ in self.items]
+        missing = [p for p in self.controls if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} control videos are missing, e.g. {missing[0]}")
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        control = read_frames(self.controls[index], 0, self.frames, self.stride)
+        item["control"] = (resize_center_crop(control, self.resolution) + 1) / 2
+        return item

@@ -1,4 +1,5 @@
-"""Training the U-Net's motion blocks (stage 2, long-frame pretraining; the loop stage 4 reuses).
+"""The training loop of the video stages: 2 (U-Net motion blocks) and 3 (Video ControlNet + its motion blocks,
+U-Net frozen).
 
 Everything random is drawn from generators seeded by (seed, step, clip index), and each step's clips are a
 function of the step: a resumed run, and a run split over processes (torchrun + accelerate, DDP), take
@@ -8,17 +9,20 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDIMScheduler, DDPMScheduler
 
+from dreamoving.controlnet_files import save_video_controlnet
+from dreamoving.ldm_keys import controlnet_to_ldm
 from dreamoving.motion_files import save_motion_model
 from dreamoving.motion_module import MotionModel
 
 from .config import StageConfig
-from .motion_unet import MotionUNet
+from .motion_unet import MotionUNet, VideoControlNetModel
 from .sd15 import SD15Parts
 
 # AnimateDiff's training schedule: linear betas (DESIGN §1)
@@ -46,39 +50,58 @@ def latest_checkpoint(output_dir: str) -> tuple[str, int] | None:
 
 
 def clip_inputs(parts: SD15Parts, item: dict, scheduler, gen: torch.Generator, caption_dropout: float) -> dict:
-    """One clip's latents, noise, timestep and caption (dropped to "" with ``caption_dropout``), from ``gen``."""
+    """One clip's latents, noise, timestep, caption (dropped to "" with ``caption_dropout``) and control."""
     latents = parts.encode_pixels(item["pixels"], gen)
     noise = torch.randn(latents.shape, generator=gen)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=gen)
     dropped = torch.rand(1, generator=gen).item() < caption_dropout
-    return {"latents": latents, "noise": noise, "t": t, "caption": "" if dropped else item["caption"]}
+    return {"latents": latents, "noise": noise, "t": t, "caption": "" if dropped else item["caption"],
+            "control": item.get("control")}
 
 
-def batch_loss(model, parts: SD15Parts, inputs: list[dict], scheduler, device) -> torch.Tensor:
-    """The noise-prediction MSE of ``model`` on prepared clips (frames ride in the batch)."""
+def _batch(parts: SD15Parts, inputs: list[dict], scheduler, device):
     frames = inputs[0]["latents"].shape[0]
     latents = torch.cat([i["latents"] for i in inputs]).to(device)
     noise = torch.cat([i["noise"] for i in inputs]).to(device)
     t = torch.cat([i["t"] for i in inputs]).repeat_interleave(frames).to(device)
     text = parts.encode_text([i["caption"] for i in inputs]).repeat_interleave(frames, 0)
-    prediction = model(scheduler.add_noise(latents, noise, t), t, text, frames=frames)
+    return scheduler.add_noise(latents, noise, t), noise, t, text, frames
+
+
+def batch_loss(model: MotionUNet, parts: SD15Parts, inputs: list[dict], scheduler, device) -> torch.Tensor:
+    """Stage 2: the noise-prediction MSE of the motion U-Net on prepared clips."""
+    noisy, noise, t, text, frames = _batch(parts, inputs, scheduler, device)
+    return F.mse_loss(model(noisy, t, text, frames=frames).float(), noise.float())
+
+
+def controlled_loss(unet: MotionUNet, controlnet: VideoControlNetModel, parts: SD15Parts, inputs: list[dict],
+                    scheduler, device) -> torch.Tensor:
+    """Stage 3: the same MSE with the Video ControlNet's residuals added to the frozen motion U-Net."""
+    noisy, noise, t, text, frames = _batch(parts, inputs, scheduler, device)
+    control = torch.cat([i["control"] for i in inputs]).to(device)
+    control = F.interpolate(control, size=(noisy.shape[-2] * 8, noisy.shape[-1] * 8), mode="bilinear",
+                            align_corners=False)
+    down, mid = controlnet(noisy, t, text, control, frames=frames)
+    prediction = unet(noisy, t, text, frames=frames, down_block_additional_residuals=down,
+                      mid_block_additional_residual=mid)
     return F.mse_loss(prediction.float(), noise.float())
 
 
-def train_motion(config: StageConfig, parts: SD15Parts, motion: MotionModel, dataset, output_dir: str,
-                 resume: bool = False, log=print) -> MotionModel:
-    """Train ``motion`` (the rest frozen) on ``dataset`` clips; checkpoints, samples and the export go to
-    ``output_dir``. Returns the trained motion model."""
+def run_training(config: StageConfig, parts: SD15Parts, trainable: torch.nn.Module,
+                 loss_fn: Callable[[torch.nn.Module, list[dict], object, object], torch.Tensor],
+                 export: Callable[[torch.nn.Module], None], dataset, output_dir: str, resume: bool = False,
+                 log=print, sample: Callable | None = None) -> torch.nn.Module:
+    """The shared loop: ``trainable`` (the only module with gradients) learns ``loss_fn``'s objective."""
     precision = config.mixed_precision if torch.cuda.is_available() else "no"  # fp16 autocast needs a GPU
     accelerator = Accelerator(mixed_precision=precision, project_dir=output_dir)
     for frozen in (parts.unet, parts.vae, parts.text_encoder):
         frozen.requires_grad_(False).to(accelerator.device)
-    motion.float().requires_grad_(True)
-    model = MotionUNet(parts.unet, motion)
+    trainable.float().requires_grad_(True)
     if config.gradient_checkpointing:
         parts.unet.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW(motion.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(trainable, optimizer)
     scheduler = DDPMScheduler(**SCHEDULE)
     start = 0
     if resume and (found := latest_checkpoint(output_dir)):
@@ -93,24 +116,59 @@ def train_motion(config: StageConfig, parts: SD15Parts, motion: MotionModel, dat
         inputs = [clip_inputs(parts, dataset[c], scheduler, _generator(config.seed, step, c), config.caption_dropout)
                   for c in clips]
         with accelerator.autocast():
-            loss = batch_loss(model, parts, inputs, scheduler, accelerator.device)
+            loss = loss_fn(model, inputs, scheduler, accelerator.device)
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad()
-        mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
-        log(f"step {step + 1}/{config.steps} loss {mean_loss:.6f}")
+        log(f"step {step + 1}/{config.steps} loss {accelerator.gather(loss.detach()[None]).mean().item():.6f}")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             accelerator.save_state(os.path.join(output_dir, f"checkpoint-{step + 1}"))
-        if accelerator.is_main_process and (step + 1) % config.sample_every == 0:
-            latents = inputs[0]["latents"]
-            write_sample_video(accelerator.unwrap_model(model), parts, dataset[0]["caption"], latents.shape[0],
-                               latents.shape[-1], os.path.join(output_dir, f"sample-{step + 1}.mp4"))
-    trained = accelerator.unwrap_model(model).motion
+        if sample and accelerator.is_main_process and (step + 1) % config.sample_every == 0:
+            sample(accelerator.unwrap_model(model), inputs[0], os.path.join(output_dir, f"sample-{step + 1}.mp4"))
+    trained = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
-        save_motion_model(trained, os.path.join(output_dir, "motion_module.safetensors"),
-                          trained_by=f"dreamoving train stage {config.stage} ({config.name})", steps=config.steps)
+        export(trained)
     accelerator.wait_for_everyone()
     return trained
+
+
+def train_motion(config: StageConfig, parts: SD15Parts, motion: MotionModel, dataset, output_dir: str,
+                 resume: bool = False, log=print) -> MotionModel:
+    """Stage 2: the U-Net's motion blocks on video clips; exports ``motion_module.safetensors``."""
+    unet = MotionUNet(parts.unet, motion)
+
+    def export(trained: MotionUNet):
+        save_motion_model(trained.motion, os.path.join(output_dir, "motion_module.safetensors"),
+                          trained_by=f"dreamoving train stage {config.stage} ({config.name})", steps=config.steps)
+
+    def sample(trained: MotionUNet, clip: dict, path: str):
+        write_sample_video(trained, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path)
+
+    return run_training(config, parts, unet, lambda m, i, s, d: batch_loss(m, parts, i, s, d), export, dataset,
+                        output_dir, resume, log, sample).motion
+
+
+def train_video_controlnet(config: StageConfig, parts: SD15Parts, unet_motion: MotionModel, controlnet: torch.nn.Module,
+                           controlnet_motion: MotionModel, dataset, output_dir: str, resume: bool = False,
+                           log=print) -> VideoControlNetModel:
+    """Stage 3: a ControlNet and its motion blocks on controlled clips, the motion U-Net frozen; exports
+    ``video_controlnet.safetensors`` in our single-file format."""
+    unet = MotionUNet(parts.unet, unet_motion.float().requires_grad_(False))
+    layers = parts.unet.config.layers_per_block
+    if config.gradient_checkpointing:
+        controlnet.enable_gradient_checkpointing()
+
+    def export(trained: VideoControlNetModel):
+        save_video_controlnet(os.path.join(output_dir, "video_controlnet.safetensors"),
+                              controlnet_to_ldm(trained.net.state_dict(), layers), trained.motion,
+                              trained_by=f"dreamoving train stage {config.stage} ({config.name})", steps=config.steps)
+
+    def loss(model, inputs, scheduler, device):
+        unet.to(device)
+        return controlled_loss(unet, model, parts, inputs, scheduler, device)
+
+    return run_training(config, parts, VideoControlNetModel(controlnet, controlnet_motion), loss, export, dataset,
+                        output_dir, resume, log)
 
 
 @torch.no_grad()

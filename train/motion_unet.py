@@ -1,7 +1,11 @@
-"""The motion U-Net for training: a diffusers SD1.5 U-Net with ``dreamoving``'s motion blocks run after the
-same blocks as in ComfyUI (after each down/up resnet+attention, after the middle attention), via hooks.
+"""diffusers SD1.5 networks with ``dreamoving``'s motion blocks run after the same blocks as in ComfyUI
+(after each down/up resnet+attention, after the middle attention), via forward hooks:
 
-Frames ride in the batch: inputs are ``[(b f), c, h, w]`` and ``forward(..., frames=f)``.
+* ``MotionUNet``: the U-Net (stages 2 and 4);
+* ``VideoControlNetModel``: a ControlNet with motion blocks after its encoder and middle (stage 3).
+
+Frames ride in the batch: inputs are ``[(b f), c, h, w]``; the frame count is passed to ``forward`` and
+stays set afterwards, because gradient checkpointing re-runs blocks during backward.
 """
 from __future__ import annotations
 
@@ -11,25 +15,24 @@ from torch import nn
 from dreamoving.motion_module import MotionModel
 
 
-class MotionUNet(nn.Module):
-    def __init__(self, unet: nn.Module, motion: MotionModel):
+class MotionHooked(nn.Module):
+    def __init__(self, net: nn.Module, motion: MotionModel):
         super().__init__()
-        self.unet, self.motion = unet, motion
+        self.net, self.motion = net, motion
         self._frames: int | None = None
         for kind, block, index, module in motion.placements():
             self._after(kind, block, index).register_forward_hook(self._hook(module))
 
     def _after(self, kind: str, block: int, index: int) -> nn.Module:
-        """The diffusers module whose output a motion block takes (attention if the block has it, else resnet)."""
+        """The module whose output a motion block takes (the attention if the block has one, else the resnet)."""
         if kind == "mid":
-            return self.unet.mid_block.attentions[0]
-        unet_block = (self.unet.down_blocks if kind == "down" else self.unet.up_blocks)[block]
-        layers = getattr(unet_block, "attentions", None) or unet_block.resnets
-        return layers[index]
+            return self.net.mid_block.attentions[0]
+        net_block = (self.net.down_blocks if kind == "down" else self.net.up_blocks)[block]
+        return (getattr(net_block, "attentions", None) or net_block.resnets)[index]
 
     def _hook(self, module):
         def run(_, __, output):
-            if self._frames is None:  # the U-Net called on its own before any video: the image model
+            if self._frames is None:  # the network called on its own before any video: the image model
                 return output
             if isinstance(output, torch.Tensor):
                 return module(output, self._frames)
@@ -41,9 +44,20 @@ class MotionUNet(nn.Module):
             return output
         return run
 
-    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor, frames: int, **kwargs):
-        """The frame count stays set after the call: gradient checkpointing re-runs blocks during backward."""
+    def set_frames(self, sample: torch.Tensor, frames: int) -> None:
         if sample.shape[0] % frames:
             raise ValueError(f"frames: a batch of {sample.shape[0]} is not a whole number of {frames}-frame videos")
         self._frames = frames
-        return self.unet(sample, timesteps, encoder_hidden_states=text, **kwargs).sample
+
+
+class MotionUNet(MotionHooked):
+    def forward(self, sample, timesteps, text, frames: int, **kwargs) -> torch.Tensor:
+        self.set_frames(sample, frames)
+        return self.net(sample, timesteps, encoder_hidden_states=text, **kwargs).sample
+
+
+class VideoControlNetModel(MotionHooked):
+    def forward(self, sample, timesteps, text, control, frames: int):
+        """(down-block residuals, middle residual) for the U-Net; ``control`` is [(b f), 3, 8h, 8w] in [0, 1]."""
+        self.set_frames(sample, frames)
+        return self.net(sample, timesteps, encoder_hidden_states=text, controlnet_cond=control, return_dict=False)

@@ -2,31 +2,40 @@
 
     python -m train.run --stage 2 --sd15 SD15_DIFFUSERS_FOLDER --motion-init mm_sd_v15.ckpt \\
         --videos-csv results_2M_val.csv --videos-dir videos/ --output runs/stage2 [--config my.json] [--resume]
+    python -m train.run --stage 3 --sd15 SD15_DIFFUSERS_FOLDER --unet-motion runs/stage2/motion_module.safetensors \\
+        --motion-init mm_sd_v15.ckpt --videos-csv dance.csv --videos-dir clips/ --controls-dir poses/ \\
+        --output runs/stage3 [--controlnet DIFFUSERS_CONTROLNET_FOLDER]
 
 Several GPUs or nodes: the same arguments under ``torchrun --nproc_per_node N [--nnodes M ...] -m train.run``
 (accelerate picks up the distributed environment; the global batch is split over the processes).
-Stages 1 and 3 are not implemented yet; 4 reuses stage 2's loop once the Video ControlNet is in it.
+Stage 3 starts the ControlNet from ``--controlnet`` (diffusers layout) or from the U-Net's weights, and its
+motion blocks from ``--motion-init``'s encoder and middle blocks. Stages 1 and 4 are not implemented yet.
 """
 from __future__ import annotations
 
 import argparse
 
-from dreamoving.motion_files import load_motion_model
+from dreamoving.controlnet_files import encoder_motion_state
+from dreamoving.motion_files import load_motion_model, motion_model_from_state_dict
+from dreamoving.weights import read_state_dict
 
 from .config import load_config
-from .data import WebVidClips
-from .motion_training import train_motion
+from .data import ControlledClips, WebVidClips
+from .motion_training import train_motion, train_video_controlnet
 from .sd15 import SD15_UNET, load_sd15
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", type=int, choices=[2], required=True)
+    parser.add_argument("--stage", type=int, choices=[2, 3], required=True)
     parser.add_argument("--sd15", required=True, help="SD1.5 in the diffusers layout (vae/, text_encoder/, tokenizer/, unet/)")
     parser.add_argument("--unet-file", help="take the U-Net from a single-file SD1.5 checkpoint instead")
     parser.add_argument("--motion-init", required=True, help="AnimateDiff motion module to start from (mm_sd_v15*.ckpt)")
     parser.add_argument("--videos-csv", required=True)
     parser.add_argument("--videos-dir", required=True)
+    parser.add_argument("--controls-dir", help="stage 3: control videos (pose renders / depth), one per clip")
+    parser.add_argument("--unet-motion", help="stage 3: the U-Net's motion module (stage 2's export)")
+    parser.add_argument("--controlnet", help="stage 3: a diffusers-layout SD1.5 ControlNet to start from")
     parser.add_argument("--output", required=True)
     parser.add_argument("--config", help="JSON file overriding the paper's settings")
     parser.add_argument("--steps", type=int)
@@ -34,9 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.stage, args.config, steps=args.steps)
     parts = load_sd15(args.sd15, args.unet_file, SD15_UNET)
-    motion = load_motion_model(args.motion_init, pe_len=max(64, config.frames))
-    dataset = WebVidClips(args.videos_csv, args.videos_dir, config.frames, config.resolution)
-    train_motion(config, parts, motion, dataset, args.output, resume=args.resume)
+    pe_len = max(64, config.frames)
+    if args.stage == 2:
+        dataset = WebVidClips(args.videos_csv, args.videos_dir, config.frames, config.resolution)
+        train_motion(config, parts, load_motion_model(args.motion_init, pe_len), dataset, args.output, args.resume)
+        return 0
+    if not (args.controls_dir and args.unet_motion):
+        parser.error("stage 3 needs --controls-dir and --unet-motion")
+    from diffusers import ControlNetModel
+
+    controlnet = ControlNetModel.from_pretrained(args.controlnet, local_files_only=True) if args.controlnet \
+        else ControlNetModel.from_unet(parts.unet)
+    state, metadata = read_state_dict(args.motion_init)
+    controlnet_motion = motion_model_from_state_dict(encoder_motion_state(state), metadata, args.motion_init, pe_len)
+    dataset = ControlledClips(args.videos_csv, args.videos_dir, args.controls_dir, config.frames, config.resolution)
+    train_video_controlnet(config, parts, load_motion_model(args.unet_motion, pe_len), controlnet, controlnet_motion,
+                           dataset, args.output, args.resume)
     return 0
 
 

@@ -66,3 +66,51 @@ def test_stage2_export_loads_in_the_node_loader(pack_host, tmp_path):
     video = pack_host.run(prompts.motion_video(fixtures.SMALL_CKPT, "motion_module.safetensors", 4,
                                                sampler="KSampler"))["5"][0][0]["samples"]
     assert video.shape == (4, 4, 8, 8) and torch.isfinite(video).all()
+
+
+def test_stage3_video_controlnet_export_matches_the_node_side(pack_host, tmp_path):
+    """Stage 3 trains a ControlNet + motion blocks (U-Net frozen); its export, loaded by the node loader,
+    gives the train-side residuals."""
+    from diffusers import ControlNetModel
+
+    from dmtest import train_fixtures
+    from dmtest.animatediff import motion_file_tensors
+    from dreamoving.controlnet_files import encoder_motion_state
+    from dreamoving.motion_files import load_motion_model, motion_model_from_state_dict
+    from train.config import load_config
+    from train.data import ControlledClips
+    from train.motion_training import train_video_controlnet
+    from train.sd15 import load_sd15
+
+    layout = train_fixtures.SMALL_LAYOUT_UNET
+    sd15 = train_fixtures.write_sd15_folder(tmp_path / "sd15", layout)
+    unet_motion = train_fixtures.write_motion_init(tmp_path / "unet_motion.safetensors", layout)
+    csv, videos = train_fixtures.write_clips(tmp_path / "data")
+    _, controls = train_fixtures.write_clips(tmp_path / "controls")  # stand-in pose renders, frame-aligned
+    parts = load_sd15(str(sd15))
+    controlnet = ControlNetModel.from_unet(parts.unet)
+    with torch.no_grad():  # as if already trained: zero convs off zero, so the comparison below means something
+        for name, param in controlnet.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
+                param.copy_(0.05 * torch.randn(param.shape, generator=torch.Generator().manual_seed(len(name))))
+    live = motion_file_tensors(list(layout["block_out_channels"]), 1, mid=True, pe_len=32, seed=9)
+    controlnet_motion = motion_model_from_state_dict(encoder_motion_state(live), {}, "controlnet motion init")
+    config = load_config(3, steps=1, frames=4, resolution=32, batch_size=1, mixed_precision="no",
+                         gradient_checkpointing=False, checkpoint_every=100)
+    trained = train_video_controlnet(config, parts, load_motion_model(str(unet_motion)), controlnet,
+                                     controlnet_motion, ControlledClips(str(csv), str(videos), str(controls), 4, 32),
+                                     str(tmp_path / "run"))
+    exported = tmp_path / "run" / "video_controlnet.safetensors"
+    node = pack_host.pack_module("nodes.video_controlnet").load_video_controlnet(str(exported))
+
+    gen = torch.Generator().manual_seed(1)
+    frames = 4
+    x, text = torch.randn(frames, 4, 8, 8, generator=gen), torch.randn(frames, 77, 768, generator=gen)
+    hint, t = torch.rand(frames, 3, 64, 64, generator=gen), torch.full((frames,), 300.0)
+    with torch.no_grad():
+        down, mid = trained(x, t, text, hint, frames=frames)
+        ours = node.control_model(x=x, hint=hint, timesteps=t, context=text, video_frames=frames)
+    assert len(ours["output"]) == len(down) and float(mid.abs().max()) > 1e-2
+    for a, b in zip(list(down) + [mid], ours["output"] + ours["middle"]):
+        torch.testing.assert_close(b.float(), a.float(), rtol=1e-4, atol=1e-4)
+    assert node.control_model.motion is not None and node.control_model.motion.spec.mid_channels == 320

@@ -1,4 +1,4 @@
-"""Stage 2 (long-frame pretraining of the motion blocks) on tiny models and synthetic clips, on CPU."""
+"""Training stages 2 (motion blocks) and 3 (Video ControlNet) on tiny models and synthetic clips, on CPU."""
 from __future__ import annotations
 
 import json
@@ -102,3 +102,21 @@ def test_two_processes_equal_one(assets, tmp_path):
     difference = sum(float((ddp[k] - v.float()).pow(2).sum()) for k, v in single.state_dict().items())
     change = sum(float((v.float() - start[k]).pow(2).sum()) for k, v in single.state_dict().items())
     assert change > 0 and (difference / change) ** 0.5 < 1e-2, (difference, change)  # other data or no averaging: > 0.1
+
+
+def test_stage3_command_exports_a_video_controlnet(assets, tmp_path):
+    from dreamoving.weights import read_state_dict
+    from train.run import main
+
+    _, controls = train_fixtures.write_clips(tmp_path / "controls")
+    out = tmp_path / "stage3"
+    assert main(["--stage", "3", "--sd15", str(assets["sd15"]), "--unet-motion", str(assets["motion"]),
+                 "--motion-init", str(assets["motion"]), "--videos-csv", str(assets["csv"]), "--videos-dir",
+                 str(assets["videos"]), "--controls-dir", str(controls), "--output", str(out), "--config",
+                 str(assets["config"]), "--steps", "1"]) == 0
+    # (the tiny test ControlNet is not SD1.5-sized, so read the file directly rather than through the loader)
+    tensors, metadata = read_state_dict(str(out / "video_controlnet.safetensors"))
+    assert {"input_hint_block.0.weight", "zero_convs.0.0.weight", "middle_block_out.0.weight"} <= set(tensors)
+    assert any(k.startswith("motion.mid_block.motion_modules.0.") for k in tensors)
+    assert not any(k.startswith("motion.up_blocks") for k in tensors)
+    assert metadata["format"] == "dreamoving.video_controlnet" and metadata["motion_format"] == "dreamoving.motion_module"
