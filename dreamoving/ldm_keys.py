@@ -48,3 +48,13 @@ def controlnet_to_ldm(state: dict[str, torch.Tensor], layers_per_block: int) -> 
             raise ValueError(f"controlnet: no LDM name for '{key}'")
         out[name] = value
     return out
+
+
+def ldm_to_controlnet(state: dict[str, torch.Tensor], template: dict[str, torch.Tensor],
+                      layers_per_block: int) -> dict[str, torch.Tensor]:
+    """LDM ControlNet tensors renamed to the diffusers keys of ``template`` (a ControlNetModel state dict)."""
+    names = {ldm: key for key, ldm in zip(template, controlnet_to_ldm(dict.fromkeys(template), layers_per_block))}
+    missing = sorted(set(names) - set(state))
+    if missing:
+        raise ValueError(f"controlnet: the file lacks {missing[:3]} (not this ControlNet's layout)")
+    return {names[k]: state[k] for k in names}

@@ -1,5 +1,5 @@
-"""The training loop of the video stages: 2 (U-Net motion blocks) and 3 (Video ControlNet + its motion blocks,
-U-Net frozen).
+"""The training loop of the video stages: 2 (U-Net motion blocks), 3 (Video ControlNet + its motion blocks,
+U-Net frozen) and 4 (U-Net motion blocks with the Video ControlNet in the loop).
 
 Everything random is drawn from generators seeded by (seed, step, clip index), and each step's clips are a
 function of the step: a resumed run, and a run split over processes (torchrun + accelerate, DDP), take
@@ -132,20 +132,23 @@ def run_training(config: StageConfig, parts: SD15Parts, trainable: torch.nn.Modu
     return trained
 
 
+def _motion_export(config: StageConfig, output_dir: str):
+    def export(trained: MotionUNet):
+        save_motion_model(trained.motion, os.path.join(output_dir, "motion_module.safetensors"),
+                          trained_by=f"dreamoving train stage {config.stage} ({config.name})", steps=config.steps)
+    return export
+
+
 def train_motion(config: StageConfig, parts: SD15Parts, motion: MotionModel, dataset, output_dir: str,
                  resume: bool = False, log=print) -> MotionModel:
     """Stage 2: the U-Net's motion blocks on video clips; exports ``motion_module.safetensors``."""
     unet = MotionUNet(parts.unet, motion)
 
-    def export(trained: MotionUNet):
-        save_motion_model(trained.motion, os.path.join(output_dir, "motion_module.safetensors"),
-                          trained_by=f"dreamoving train stage {config.stage} ({config.name})", steps=config.steps)
-
     def sample(trained: MotionUNet, clip: dict, path: str):
         write_sample_video(trained, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path)
 
-    return run_training(config, parts, unet, lambda m, i, s, d: batch_loss(m, parts, i, s, d), export, dataset,
-                        output_dir, resume, log, sample).motion
+    return run_training(config, parts, unet, lambda m, i, s, d: batch_loss(m, parts, i, s, d),
+                        _motion_export(config, output_dir), dataset, output_dir, resume, log, sample).motion
 
 
 def train_video_controlnet(config: StageConfig, parts: SD15Parts, unet_motion: MotionModel, controlnet: torch.nn.Module,
@@ -197,3 +200,17 @@ def write_sample_video(model: MotionUNet, parts: SD15Parts, caption: str, frames
             frame = av.VideoFrame.from_ndarray(image[:stream.height, :stream.width].copy(), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+
+
+def train_expression(config: StageConfig, parts: SD15Parts, unet_motion: MotionModel,
+                     video_controlnet: VideoControlNetModel, dataset, output_dir: str, resume: bool = False,
+                     log=print) -> MotionModel:
+    """Stage 4: the U-Net's motion blocks again, now with the (frozen) stage-3 Video ControlNet in the loop."""
+    video_controlnet.float().requires_grad_(False)
+
+    def loss(model, inputs, scheduler, device):
+        video_controlnet.to(device)
+        return controlled_loss(model, video_controlnet, parts, inputs, scheduler, device)
+
+    return run_training(config, parts, MotionUNet(parts.unet, unet_motion), loss, _motion_export(config, output_dir),
+                        dataset, output_dir, resume, log).motion

@@ -57,6 +57,26 @@ class MotionUNet(MotionHooked):
 
 
 class VideoControlNetModel(MotionHooked):
+    @classmethod
+    def from_file(cls, path: str, unet) -> "VideoControlNetModel":
+        """Our single-file Video ControlNet (e.g. stage 3's export) as a diffusers ControlNet for ``unet``'s layout."""
+        import os
+
+        from diffusers import ControlNetModel
+
+        from dreamoving.controlnet_files import MOTION_PREFIX
+        from dreamoving.ldm_keys import ldm_to_controlnet
+        from dreamoving.motion_files import motion_model_from_state_dict, motion_state_dict
+        from dreamoving.weights import read_state_dict
+
+        state, metadata = read_state_dict(path)
+        controlnet = ControlNetModel.from_unet(unet)
+        ldm = {k: v for k, v in state.items() if not k.startswith(MOTION_PREFIX)}
+        controlnet.load_state_dict(ldm_to_controlnet(ldm, controlnet.state_dict(), unet.config.layers_per_block))
+        motion_meta = {k.removeprefix("motion_"): v for k, v in metadata.items() if k.startswith("motion_")}
+        motion = motion_model_from_state_dict(motion_state_dict(state), motion_meta, os.path.basename(path))
+        return cls(controlnet, motion)
+
     def forward(self, sample, timesteps, text, control, frames: int):
         """(down-block residuals, middle residual) for the U-Net; ``control`` is [(b f), 3, 8h, 8w] in [0, 1]."""
         self.set_frames(sample, frames)

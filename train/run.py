@@ -9,7 +9,9 @@
 Several GPUs or nodes: the same arguments under ``torchrun --nproc_per_node N [--nnodes M ...] -m train.run``
 (accelerate picks up the distributed environment; the global batch is split over the processes).
 Stage 3 starts the ControlNet from ``--controlnet`` (diffusers layout) or from the U-Net's weights, and its
-motion blocks from ``--motion-init``'s encoder and middle blocks. Stages 1 and 4 are not implemented yet.
+motion blocks from ``--motion-init``'s encoder and middle blocks. Stage 4 takes the same data plus
+``--video-controlnet`` (stage 3's export, frozen) and trains the U-Net's motion blocks. Stage 1 is not
+implemented yet.
 """
 from __future__ import annotations
 
@@ -21,13 +23,14 @@ from dreamoving.weights import read_state_dict
 
 from .config import load_config
 from .data import ControlledClips, WebVidClips
-from .motion_training import train_motion, train_video_controlnet
+from .motion_training import train_expression, train_motion, train_video_controlnet
+from .motion_unet import VideoControlNetModel
 from .sd15 import SD15_UNET, load_sd15
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", type=int, choices=[2, 3], required=True)
+    parser.add_argument("--stage", type=int, choices=[2, 3, 4], required=True)
     parser.add_argument("--sd15", required=True, help="SD1.5 in the diffusers layout (vae/, text_encoder/, tokenizer/, unet/)")
     parser.add_argument("--unet-file", help="take the U-Net from a single-file SD1.5 checkpoint instead")
     parser.add_argument("--motion-init", required=True, help="AnimateDiff motion module to start from (mm_sd_v15*.ckpt)")
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--controls-dir", help="stage 3: control videos (pose renders / depth), one per clip")
     parser.add_argument("--unet-motion", help="stage 3: the U-Net's motion module (stage 2's export)")
     parser.add_argument("--controlnet", help="stage 3: a diffusers-layout SD1.5 ControlNet to start from")
+    parser.add_argument("--video-controlnet", help="stage 4: the Video ControlNet (stage 3's export)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--config", help="JSON file overriding the paper's settings")
     parser.add_argument("--steps", type=int)
@@ -49,14 +53,21 @@ def main(argv: list[str] | None = None) -> int:
         train_motion(config, parts, load_motion_model(args.motion_init, pe_len), dataset, args.output, args.resume)
         return 0
     if not (args.controls_dir and args.unet_motion):
-        parser.error("stage 3 needs --controls-dir and --unet-motion")
+        parser.error(f"stage {args.stage} needs --controls-dir and --unet-motion")
+    dataset = ControlledClips(args.videos_csv, args.videos_dir, args.controls_dir, config.frames, config.resolution)
+    if args.stage == 4:
+        if not args.video_controlnet:
+            parser.error("stage 4 needs --video-controlnet (stage 3's export)")
+        train_expression(config, parts, load_motion_model(args.unet_motion, pe_len),
+                         VideoControlNetModel.from_file(args.video_controlnet, parts.unet), dataset, args.output,
+                         args.resume)
+        return 0
     from diffusers import ControlNetModel
 
     controlnet = ControlNetModel.from_pretrained(args.controlnet, local_files_only=True) if args.controlnet \
         else ControlNetModel.from_unet(parts.unet)
     state, metadata = read_state_dict(args.motion_init)
     controlnet_motion = motion_model_from_state_dict(encoder_motion_state(state), metadata, args.motion_init, pe_len)
-    dataset = ControlledClips(args.videos_csv, args.videos_dir, args.controls_dir, config.frames, config.resolution)
     train_video_controlnet(config, parts, load_motion_model(args.unet_motion, pe_len), controlnet, controlnet_motion,
                            dataset, args.output, args.resume)
     return 0

@@ -120,3 +120,39 @@ def test_stage3_command_exports_a_video_controlnet(assets, tmp_path):
     assert any(k.startswith("motion.mid_block.motion_modules.0.") for k in tensors)
     assert not any(k.startswith("motion.up_blocks") for k in tensors)
     assert metadata["format"] == "dreamoving.video_controlnet" and metadata["motion_format"] == "dreamoving.motion_module"
+
+
+def test_stage4_trains_unet_motion_with_the_stage3_controlnet_frozen(assets, tmp_path):
+    from dreamoving.motion_files import load_motion_model
+    from dreamoving.weights import read_state_dict
+    from train.run import main
+
+    _, controls = train_fixtures.write_clips(tmp_path / "controls")
+    common = ["--sd15", str(assets["sd15"]), "--unet-motion", str(assets["motion"]), "--motion-init",
+              str(assets["motion"]), "--videos-csv", str(assets["csv"]), "--videos-dir", str(assets["videos"]),
+              "--controls-dir", str(controls), "--config", str(assets["config"]), "--steps", "2"]
+    assert main(["--stage", "3", "--output", str(tmp_path / "s3"), *common]) == 0
+    video_controlnet = tmp_path / "s3" / "video_controlnet.safetensors"
+    before = read_state_dict(str(video_controlnet))[0]
+    assert main(["--stage", "4", "--output", str(tmp_path / "s4"), "--video-controlnet", str(video_controlnet),
+                 *common]) == 0
+    after = read_state_dict(str(video_controlnet))[0]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    trained = load_motion_model(str(tmp_path / "s4" / "motion_module.safetensors")).state_dict()
+    start = load_motion_model(str(assets["motion"])).state_dict()
+    assert any(not torch.equal(trained[k], start[k].to(trained[k].dtype)) for k in start), "stage 4 moved the motion blocks"
+
+
+def test_ldm_controlnet_keys_round_trip():
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from dreamoving.ldm_keys import controlnet_to_ldm, ldm_to_controlnet
+
+    for layers in (1, 2):
+        unet = UNet2DConditionModel(**dict(train_fixtures.TINY_UNET, layers_per_block=layers))
+        state = ControlNetModel.from_unet(unet).state_dict()
+        ldm = controlnet_to_ldm(state, layers)
+        assert len(ldm) == len(state) and "input_blocks.0.0.weight" in ldm and "middle_block.2.out_layers.3.weight" in ldm
+        assert f"input_blocks.{layers + 1}.0.op.weight" in ldm, "the first downsampler"
+        back = ldm_to_controlnet(ldm, state, layers)
+        assert all(torch.equal(back[k], state[k]) for k in state)
