@@ -26,25 +26,26 @@ def _count(state: dict, prefix: str) -> int:
     return max(found) + 1 if found else 0
 
 
-def _perceiver_config(state: dict, prefix: str) -> dict:
+def _perceiver_config(state: dict, prefix: str, dim_head: int) -> dict:
     inner, dim = state[prefix + "layers.0.0.to_q.weight"].shape
-    return {"dim": dim, "depth": _count(state, prefix + "layers."), "dim_head": _DIM_HEAD, "heads": inner // _DIM_HEAD,
+    return {"dim": dim, "depth": _count(state, prefix + "layers."), "dim_head": dim_head, "heads": inner // dim_head,
             "embedding_dim": state[prefix + "proj_in.weight"].shape[1],
             "output_dim": state[prefix + "proj_out.weight"].shape[0]}
 
 
 def projection_from_state(state: dict[str, torch.Tensor], name: str, faceid_v2: bool = False,
-                          shortcut_scale: float = 1.0) -> tuple[str, nn.Module]:
-    """(kind, module) for IP-Adapter projection tensors (keys without ``image_proj.``), built from their shapes."""
+                          shortcut_scale: float = 1.0, dim_head: int = _DIM_HEAD) -> tuple[str, nn.Module]:
+    """(kind, module) for IP-Adapter projection tensors (keys without ``image_proj.``), built from their shapes;
+    ``dim_head`` (64 in every IP-Adapter file) is not visible in the shapes."""
     with torch.device("meta"):
         if "latents" in state:
             _, queries, _ = state["latents"].shape
-            kind, module = "resampler", Resampler(num_queries=queries, **_perceiver_config(state, ""))
+            kind, module = "resampler", Resampler(num_queries=queries, **_perceiver_config(state, "", dim_head))
         elif "proj.0.weight" in state:
             hidden, id_dim = state["proj.0.weight"].shape
             dim = state["norm.weight"].shape[0]
-            plus = _perceiver_config(state, "perceiver_resampler.") if "perceiver_resampler.proj_in.weight" in state \
-                else None
+            plus = _perceiver_config(state, "perceiver_resampler.", dim_head) \
+                if "perceiver_resampler.proj_in.weight" in state else None
             kind = "faceid_plus" if plus else "faceid"
             module = FaceIDProjection(id_dim, state["proj.2.weight"].shape[0] // dim, dim, plus,
                                       shortcut=faceid_v2, shortcut_scale=shortcut_scale)
@@ -102,7 +103,7 @@ def _load_ours(state: dict, metadata: dict, name: str) -> ContentGuider:
     for stream in streams:
         kind, projection = projection_from_state(
             _strip(state, f"image_proj.{stream}."), name, bool(metadata.get(f"{stream}_shortcut", False)),
-            float(metadata.get(f"{stream}_shortcut_scale", 1.0)))
+            float(metadata.get(f"{stream}_shortcut_scale", 1.0)), int(metadata.get(f"{stream}_dim_head", _DIM_HEAD)))
         if kind != metadata.get(f"{stream}_kind", kind):
             raise WeightFileError(f"'{name}': {stream} projection is {kind}, metadata says {metadata[f'{stream}_kind']}")
         guider.add_stream(stream, kind, projection)
@@ -126,6 +127,9 @@ def guider_metadata(guider: ContentGuider) -> dict:
         if kind == "faceid_plus":
             meta[f"{stream}_shortcut"] = projection.shortcut
             meta[f"{stream}_shortcut_scale"] = projection.shortcut_scale
+        perceiver = {"resampler": projection, "faceid_plus": getattr(projection, "perceiver_resampler", None)}.get(kind)
+        if perceiver is not None:
+            meta[f"{stream}_dim_head"] = perceiver.layers[0][0].dim_head
     return meta
 
 

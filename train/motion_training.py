@@ -50,13 +50,17 @@ def latest_checkpoint(output_dir: str) -> tuple[str, int] | None:
 
 
 def clip_inputs(parts: SD15Parts, item: dict, scheduler, gen: torch.Generator, caption_dropout: float) -> dict:
-    """One clip's latents, noise, timestep, caption (dropped to "" with ``caption_dropout``) and control."""
+    """One clip's latents, noise, timestep, caption (dropped to "" with ``caption_dropout``), control and
+    image features (where the item has them)."""
     latents = parts.encode_pixels(item["pixels"], gen)
     noise = torch.randn(latents.shape, generator=gen)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=gen)
     dropped = torch.rand(1, generator=gen).item() < caption_dropout
-    return {"latents": latents, "noise": noise, "t": t, "caption": "" if dropped else item["caption"],
-            "control": item.get("control")}
+    inputs = {"latents": latents, "noise": noise, "t": t, "caption": "" if dropped else item["caption"],
+              "control": item.get("control")}
+    if "features" in item:  # stage 1: image features, dropped (zeroed) as often as captions
+        inputs.update(features=item["features"], drop_image=torch.rand(1, generator=gen).item() < caption_dropout)
+    return inputs
 
 
 def _batch(parts: SD15Parts, inputs: list[dict], scheduler, device):

@@ -73,3 +73,28 @@ def write_clips(folder: Path, count: int = 2, frames: int = 8, size: int = 40) -
     csv = folder / "clips.csv"
     csv.write_text("\n".join(rows) + "\n")
     return csv, videos
+
+
+def write_clip_vision_folder(folder: Path, hidden: int = 32) -> Path:
+    """A tiny CLIP vision model (with projection) and its image processor, saved as transformers does."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(1)
+    CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=hidden, intermediate_size=64, num_hidden_layers=3,
+                                                   num_attention_heads=2, image_size=32, patch_size=8,
+                                                   projection_dim=16)).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def write_person_images(folder: Path, count: int = 2) -> Path:
+    """Bright images with a face the test insightface pack finds, and their captions."""
+    from PIL import Image
+
+    from dmtest.insightface_packs import face_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(face_image(i)).save(folder / f"person{i}.png")
+        (folder / f"person{i}.txt").write_text(f"a person number {'one' if i else 'zero'}")
+    return folder

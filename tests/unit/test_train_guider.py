@@ -1,0 +1,60 @@
+"""Stage 1 (Content Guider) on tiny models, generated images and the test insightface pack, on CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dmtest import insightface_packs, train_fixtures
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    from dreamoving.face_analysis import FaceAnalyzer
+    from train.guider_training import prepare_features
+
+    root = tmp_path_factory.mktemp("guider")
+    clip = train_fixtures.write_clip_vision_folder(root / "clip")
+    images = train_fixtures.write_person_images(root / "images")
+    faces = insightface_packs.ensure_pack(root / "insightface")
+    assert prepare_features(str(images), str(clip), FaceAnalyzer(str(faces), "buffalo_l", ["CPUExecutionProvider"])) == 2
+    return {"sd15": train_fixtures.write_sd15_folder(root / "sd15"), "images": images}
+
+
+def fixed_loss(parts, model, dataset) -> float:
+    from diffusers import DDPMScheduler
+
+    from train.guider_training import guider_loss
+    from train.motion_training import SCHEDULE, clip_inputs
+
+    scheduler = DDPMScheduler(**SCHEDULE)
+    inputs = [clip_inputs(parts, dataset[i], scheduler, torch.Generator().manual_seed(7 + i), 0.0) for i in range(2)]
+    with torch.no_grad():
+        return guider_loss(model, parts, inputs, scheduler, "cpu").item()
+
+
+def test_stage1_trains_the_guider_and_exports_our_format(assets, tmp_path):
+    from dreamoving.guider_files import load_content_guider
+    from train.config import load_config
+    from train.guider_training import GuidedUNet, GuiderImages, cross_attention_layers, new_content_guider, train_guider
+    from train.sd15 import load_sd15
+
+    parts = load_sd15(str(assets["sd15"]))
+    guider = new_content_guider(parts.unet, clip_dim=32, depth=2, dim_head=8)
+    layers = cross_attention_layers(parts.unet)
+    # IP-Adapter order: down (32, 64), up (64, 64, 32, 32), then the middle (64)
+    assert guider.layer_channels == [32, 64, 64, 64, 32, 32, 64] == [layer.to_q.out_features for layer in layers]
+    assert torch.equal(guider.layers[0].to_k_face.weight, layers[0].to_k.weight), "K/V start as the text ones"
+    dataset = GuiderImages(str(assets["images"]), 32)
+    model = GuidedUNet(parts.unet, guider)
+    before = fixed_loss(parts, model, dataset)
+    config = load_config(1, steps=20, batch_size=2, resolution=32, lr=1e-3, caption_dropout=0.0,
+                         gradient_checkpointing=False, mixed_precision="no", checkpoint_every=100)
+    losses = []
+    trained = train_guider(config, parts, guider, dataset, str(tmp_path / "run"), log=losses.append)
+    assert len([line for line in losses if line.startswith("step")]) == 20
+    after = fixed_loss(parts, GuidedUNet(parts.unet, trained), dataset)
+    assert after < before, f"{before:.5f} -> {after:.5f}"
+    exported = load_content_guider(str(tmp_path / "run" / "content_guider.safetensors"))
+    assert exported.kinds == {"face": "faceid_plus", "cloth": "resampler"}
+    for key, value in trained.state_dict().items():
+        assert torch.equal(exported.state_dict()[key], value), key
