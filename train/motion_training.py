@@ -23,6 +23,7 @@ from dreamoving.motion_module import MotionModel
 
 from .config import StageConfig
 from .motion_unet import MotionUNet, VideoControlNetModel
+from .prepare import write_video
 from .sd15 import SD15Parts
 
 # AnimateDiff's training schedule: linear betas (DESIGN §1)
@@ -182,8 +183,6 @@ def train_video_controlnet(config: StageConfig, parts: SD15Parts, unet_motion: M
 def write_sample_video(model: MotionUNet, parts: SD15Parts, caption: str, frames: int, latent_size: int, path: str,
                        steps: int = 10, cfg: float = 7.5, seed: int = 0) -> None:
     """A short DDIM sample of the current model, decoded and written as an mp4 (the training's visual log)."""
-    import av
-
     scheduler = DDIMScheduler(**SCHEDULE)
     scheduler.set_timesteps(steps)
     device = parts.vae.device
@@ -195,15 +194,7 @@ def write_sample_video(model: MotionUNet, parts: SD15Parts, caption: str, frames
         cond, uncond = eps.chunk(2)
         x = scheduler.step(uncond + cfg * (cond - uncond), t, x).prev_sample
     images = parts.vae.decode(x / parts.vae.config.scaling_factor).sample
-    images = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.height, stream.width = images.shape[1] // 2 * 2, images.shape[2] // 2 * 2
-        stream.pix_fmt = "yuv420p"
-        for image in images:
-            frame = av.VideoFrame.from_ndarray(image[:stream.height, :stream.width].copy(), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    write_video(path, ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy(), 8)
 
 
 def train_expression(config: StageConfig, parts: SD15Parts, unet_motion: MotionModel,

@@ -10,8 +10,10 @@ Several GPUs or nodes: the same arguments under ``torchrun --nproc_per_node N [-
 (accelerate picks up the distributed environment; the global batch is split over the processes).
 Stage 3 starts the ControlNet from ``--controlnet`` (diffusers layout) or from the U-Net's weights, and its
 motion blocks from ``--motion-init``'s encoder and middle blocks. Stage 4 takes the same data plus
-``--video-controlnet`` (stage 3's export, frozen) and trains the U-Net's motion blocks. Stage 1 is not
-implemented yet.
+``--video-controlnet`` (stage 3's export, frozen) and trains the U-Net's motion blocks. Stage 1:
+
+    python -m train.run --stage 1 --sd15 SD15_DIFFUSERS_FOLDER --images people/ --clip-vision CLIP_VIT_H_FOLDER \\
+        --insightface INSIGHTFACE_ROOT --output runs/stage1
 """
 from __future__ import annotations
 
@@ -30,12 +32,16 @@ from .sd15 import SD15_UNET, load_sd15
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", type=int, choices=[2, 3, 4], required=True)
+    parser.add_argument("--stage", type=int, choices=[1, 2, 3, 4], required=True)
     parser.add_argument("--sd15", required=True, help="SD1.5 in the diffusers layout (vae/, text_encoder/, tokenizer/, unet/)")
     parser.add_argument("--unet-file", help="take the U-Net from a single-file SD1.5 checkpoint instead")
-    parser.add_argument("--motion-init", required=True, help="AnimateDiff motion module to start from (mm_sd_v15*.ckpt)")
-    parser.add_argument("--videos-csv", required=True)
-    parser.add_argument("--videos-dir", required=True)
+    parser.add_argument("--motion-init", help="stages 2, 3: AnimateDiff motion module to start from (mm_sd_v15*.ckpt)")
+    parser.add_argument("--videos-csv", help="stages 2-4: WebVid-style CSV (videoid, name)")
+    parser.add_argument("--videos-dir", help="stages 2-4: folder of <videoid>.mp4")
+    parser.add_argument("--images", help="stage 1: folder of person images with .txt captions")
+    parser.add_argument("--clip-vision", help="stage 1: CLIP ViT-H/14 vision model folder (transformers layout)")
+    parser.add_argument("--insightface", help="stage 1: insightface root (packs under <root>/models/)")
+    parser.add_argument("--insightface-pack", default="buffalo_l")
     parser.add_argument("--controls-dir", help="stage 3: control videos (pose renders / depth), one per clip")
     parser.add_argument("--unet-motion", help="stage 3: the U-Net's motion module (stage 2's export)")
     parser.add_argument("--controlnet", help="stage 3: a diffusers-layout SD1.5 ControlNet to start from")
@@ -47,8 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.stage, args.config, steps=args.steps)
     parts = load_sd15(args.sd15, args.unet_file, SD15_UNET)
+    if args.stage == 1:
+        return _stage1(parser, args, config, parts)
+    if not (args.videos_csv and args.videos_dir):
+        parser.error(f"stage {args.stage} needs --videos-csv and --videos-dir")
     pe_len = max(64, config.frames)
     if args.stage == 2:
+        if not args.motion_init:
+            parser.error("stage 2 needs --motion-init")
         dataset = WebVidClips(args.videos_csv, args.videos_dir, config.frames, config.resolution)
         train_motion(config, parts, load_motion_model(args.motion_init, pe_len), dataset, args.output, args.resume)
         return 0
@@ -70,6 +82,29 @@ def main(argv: list[str] | None = None) -> int:
     controlnet_motion = motion_model_from_state_dict(encoder_motion_state(state), metadata, args.motion_init, pe_len)
     train_video_controlnet(config, parts, load_motion_model(args.unet_motion, pe_len), controlnet, controlnet_motion,
                            dataset, args.output, args.resume)
+    return 0
+
+
+def _stage1(parser, args, config, parts) -> int:
+    if not (args.images and args.clip_vision and args.insightface):
+        parser.error("stage 1 needs --images, --clip-vision and --insightface")
+    import glob
+    import os
+
+    import torch
+    from transformers import CLIPVisionConfig
+
+    from dreamoving.face_analysis import FaceAnalyzer, onnx_providers
+
+    from .guider_training import GuiderImages, new_content_guider, prepare_features, train_guider
+
+    if not glob.glob(os.path.join(args.images, "*.features.safetensors")):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        analyzer = FaceAnalyzer(args.insightface, args.insightface_pack, onnx_providers(device))
+        prepare_features(args.images, args.clip_vision, analyzer)
+    clip_dim = CLIPVisionConfig.from_pretrained(args.clip_vision, local_files_only=True).hidden_size
+    train_guider(config, parts, new_content_guider(parts.unet, clip_dim), GuiderImages(args.images, config.resolution),
+                 args.output, args.resume)
     return 0
 
 

@@ -17,7 +17,7 @@ def assets(tmp_path_factory):
     images = train_fixtures.write_person_images(root / "images")
     faces = insightface_packs.ensure_pack(root / "insightface")
     assert prepare_features(str(images), str(clip), FaceAnalyzer(str(faces), "buffalo_l", ["CPUExecutionProvider"])) == 2
-    return {"sd15": train_fixtures.write_sd15_folder(root / "sd15"), "images": images}
+    return {"sd15": train_fixtures.write_sd15_folder(root / "sd15"), "images": images, "clip": clip, "faces": faces}
 
 
 def fixed_loss(parts, model, dataset) -> float:
@@ -58,3 +58,21 @@ def test_stage1_trains_the_guider_and_exports_our_format(assets, tmp_path):
     assert exported.kinds == {"face": "faceid_plus", "cloth": "resampler"}
     for key, value in trained.state_dict().items():
         assert torch.equal(exported.state_dict()[key], value), key
+
+
+def test_stage1_command_prepares_features_and_exports(assets, tmp_path):
+    import json
+
+    from dreamoving.guider_files import load_content_guider
+    from train.run import main
+
+    images = train_fixtures.write_person_images(tmp_path / "images")  # no features yet: the command prepares them
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"resolution": 32, "batch_size": 1, "mixed_precision": "no",
+                                  "gradient_checkpointing": False}))
+    assert main(["--stage", "1", "--sd15", str(assets["sd15"]), "--images", str(images), "--clip-vision",
+                 str(assets["clip"]), "--insightface", str(assets["faces"]), "--output", str(tmp_path / "run"),
+                 "--config", str(config), "--steps", "1"]) == 0
+    assert len(list(images.glob("*.features.safetensors"))) == 2
+    guider = load_content_guider(str(tmp_path / "run" / "content_guider.safetensors"))
+    assert guider.kinds == {"face": "faceid_plus", "cloth": "resampler"} and len(guider.layers) == 7
