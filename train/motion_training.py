@@ -97,6 +97,7 @@ def run_training(config: StageConfig, parts: SD15Parts, trainable: torch.nn.Modu
                  export: Callable[[torch.nn.Module], None], dataset, output_dir: str, resume: bool = False,
                  log=print, sample: Callable | None = None) -> torch.nn.Module:
     """The shared loop: ``trainable`` (the only module with gradients) learns ``loss_fn``'s objective."""
+    os.makedirs(output_dir, exist_ok=True)
     precision = config.mixed_precision if torch.cuda.is_available() else "no"  # fp16 autocast needs a GPU
     accelerator = Accelerator(mixed_precision=precision, project_dir=output_dir)
     for frozen in (parts.unet, parts.vae, parts.text_encoder):

@@ -62,17 +62,12 @@ class VideoControlNetModel(MotionHooked):
         """Our single-file Video ControlNet (e.g. stage 3's export) as a diffusers ControlNet for ``unet``'s layout."""
         import os
 
-        from diffusers import ControlNetModel
-
         from dreamoving.controlnet_files import MOTION_PREFIX
-        from dreamoving.ldm_keys import ldm_to_controlnet
         from dreamoving.motion_files import motion_model_from_state_dict, motion_state_dict
         from dreamoving.weights import read_state_dict
 
         state, metadata = read_state_dict(path)
-        controlnet = ControlNetModel.from_unet(unet)
-        ldm = {k: v for k, v in state.items() if not k.startswith(MOTION_PREFIX)}
-        controlnet.load_state_dict(ldm_to_controlnet(ldm, controlnet.state_dict(), unet.config.layers_per_block))
+        controlnet = controlnet_from_ldm({k: v for k, v in state.items() if not k.startswith(MOTION_PREFIX)}, unet)
         motion_meta = {k.removeprefix("motion_"): v for k, v in metadata.items() if k.startswith("motion_")}
         motion = motion_model_from_state_dict(motion_state_dict(state), motion_meta, os.path.basename(path))
         return cls(controlnet, motion)
@@ -81,3 +76,16 @@ class VideoControlNetModel(MotionHooked):
         """(down-block residuals, middle residual) for the U-Net; ``control`` is [(b f), 3, 8h, 8w] in [0, 1]."""
         self.set_frames(sample, frames)
         return self.net(sample, timesteps, encoder_hidden_states=text, controlnet_cond=control, return_dict=False)
+
+
+def controlnet_from_ldm(state: dict[str, torch.Tensor], unet) -> nn.Module:
+    """A diffusers ControlNet for ``unet``'s layout holding LDM-keyed weights (an SD1.5 ControlNet file,
+    with or without the ``control_model.`` prefix)."""
+    from diffusers import ControlNetModel
+
+    from dreamoving.ldm_keys import ldm_to_controlnet
+
+    controlnet = ControlNetModel.from_unet(unet)
+    state = {k.removeprefix("control_model."): v for k, v in state.items()}
+    controlnet.load_state_dict(ldm_to_controlnet(state, controlnet.state_dict(), unet.config.layers_per_block))
+    return controlnet

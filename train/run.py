@@ -26,7 +26,7 @@ from dreamoving.weights import read_state_dict
 from .config import load_config
 from .data import ControlledClips, WebVidClips
 from .motion_training import train_expression, train_motion, train_video_controlnet
-from .motion_unet import VideoControlNetModel
+from .motion_unet import VideoControlNetModel, controlnet_from_ldm
 from .sd15 import SD15_UNET, load_sd15
 
 
@@ -42,9 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip-vision", help="stage 1: CLIP ViT-H/14 vision model folder (transformers layout)")
     parser.add_argument("--insightface", help="stage 1: insightface root (packs under <root>/models/)")
     parser.add_argument("--insightface-pack", default="buffalo_l")
+    parser.add_argument("--face-init", help="stage 1: start the face stream from an IP-Adapter file (e.g. FaceID-PlusV2)")
+    parser.add_argument("--cloth-init", help="stage 1: start the cloth stream from an IP-Adapter file (e.g. Plus)")
     parser.add_argument("--controls-dir", help="stage 3: control videos (pose renders / depth), one per clip")
     parser.add_argument("--unet-motion", help="stage 3: the U-Net's motion module (stage 2's export)")
-    parser.add_argument("--controlnet", help="stage 3: a diffusers-layout SD1.5 ControlNet to start from")
+    parser.add_argument("--controlnet", help="stage 3: an SD1.5 ControlNet to start from: a file (LDM keys, e.g. "
+                                             "control_v11p_sd15_openpose.pth) or a diffusers folder")
     parser.add_argument("--video-controlnet", help="stage 4: the Video ControlNet (stage 3's export)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--config", help="JSON file overriding the paper's settings")
@@ -74,10 +77,16 @@ def main(argv: list[str] | None = None) -> int:
                          VideoControlNetModel.from_file(args.video_controlnet, parts.unet), dataset, args.output,
                          args.resume)
         return 0
+    import os
+
     from diffusers import ControlNetModel
 
-    controlnet = ControlNetModel.from_pretrained(args.controlnet, local_files_only=True) if args.controlnet \
-        else ControlNetModel.from_unet(parts.unet)
+    if args.controlnet and os.path.isfile(args.controlnet):
+        controlnet = controlnet_from_ldm(read_state_dict(args.controlnet)[0], parts.unet)
+    elif args.controlnet:
+        controlnet = ControlNetModel.from_pretrained(args.controlnet, local_files_only=True)
+    else:
+        controlnet = ControlNetModel.from_unet(parts.unet)
     state, metadata = read_state_dict(args.motion_init)
     controlnet_motion = motion_model_from_state_dict(encoder_motion_state(state), metadata, args.motion_init, pe_len)
     train_video_controlnet(config, parts, load_motion_model(args.unet_motion, pe_len), controlnet, controlnet_motion,
@@ -95,6 +104,7 @@ def _stage1(parser, args, config, parts) -> int:
     from transformers import CLIPVisionConfig
 
     from dreamoving.face_analysis import FaceAnalyzer, onnx_providers
+    from dreamoving.guider_files import load_content_guider
 
     from .guider_training import GuiderImages, new_content_guider, prepare_features, train_guider
 
@@ -103,8 +113,11 @@ def _stage1(parser, args, config, parts) -> int:
         analyzer = FaceAnalyzer(args.insightface, args.insightface_pack, onnx_providers(device))
         prepare_features(args.images, args.clip_vision, analyzer)
     clip_dim = CLIPVisionConfig.from_pretrained(args.clip_vision, local_files_only=True).hidden_size
-    train_guider(config, parts, new_content_guider(parts.unet, clip_dim), GuiderImages(args.images, config.resolution),
-                 args.output, args.resume)
+    guider = new_content_guider(parts.unet, clip_dim)
+    for stream, path in (("face", args.face_init), ("cloth", args.cloth_init)):
+        if path:
+            guider = guider.with_streams_of(load_content_guider(path, stream))
+    train_guider(config, parts, guider, GuiderImages(args.images, config.resolution), args.output, args.resume)
     return 0
 
 

@@ -70,7 +70,15 @@ def test_stage1_command_prepares_features_and_exports(assets, tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"resolution": 32, "batch_size": 1, "mixed_precision": "no",
                                   "gradient_checkpointing": False}))
-    assert main(["--stage", "1", "--sd15", str(assets["sd15"]), "--images", str(images), "--clip-vision",
+    from safetensors.torch import save_file
+
+    from dmtest import ipadapter
+
+    plus = tmp_path / "ip-adapter-plus_tiny.safetensors"  # an IP-Adapter Plus file for the tiny U-Net
+    save_file(ipadapter.plus_tensors([32, 64, 64, 64, 32, 32, 64], queries=16, dim=32, depth=1, heads=1,
+                                     embedding_dim=32, context_dim=32), str(plus))
+    assert main(["--stage", "1", "--cloth-init", str(plus), "--sd15", str(assets["sd15"]), "--images", str(images),
+                 "--clip-vision",
                  str(assets["clip"]), "--insightface", str(assets["faces"]), "--output", str(tmp_path / "run"),
                  "--config", str(config), "--steps", "1"]) == 0
     assert len(list(images.glob("*.features.safetensors"))) == 2

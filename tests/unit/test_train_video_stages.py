@@ -108,9 +108,18 @@ def test_stage3_command_exports_a_video_controlnet(assets, tmp_path):
     from dreamoving.weights import read_state_dict
     from train.run import main
 
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from dreamoving.ldm_keys import controlnet_to_ldm
+
     _, controls = train_fixtures.write_clips(tmp_path / "controls")
     out = tmp_path / "stage3"
-    assert main(["--stage", "3", "--sd15", str(assets["sd15"]), "--unet-motion", str(assets["motion"]),
+    # start from an SD1.5-style ControlNet file: LDM keys under control_model., as lllyasviel's .pth files
+    start = ControlNetModel.from_unet(UNet2DConditionModel.from_pretrained(str(assets["sd15"] / "unet"))).state_dict()
+    save_file({"control_model." + k: v for k, v in controlnet_to_ldm(start, 1).items()}, str(tmp_path / "cn.safetensors"))
+    assert main(["--stage", "3", "--controlnet", str(tmp_path / "cn.safetensors"), "--sd15", str(assets["sd15"]),
+                 "--unet-motion", str(assets["motion"]),
                  "--motion-init", str(assets["motion"]), "--videos-csv", str(assets["csv"]), "--videos-dir",
                  str(assets["videos"]), "--controls-dir", str(controls), "--output", str(out), "--config",
                  str(assets["config"]), "--steps", "1"]) == 0
@@ -156,3 +165,51 @@ def test_ldm_controlnet_keys_round_trip():
         assert f"input_blocks.{layers + 1}.0.op.weight" in ldm, "the first downsampler"
         back = ldm_to_controlnet(ldm, state, layers)
         assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+def _stage3(assets, controls, output, steps, resume=False):
+    from diffusers import ControlNetModel
+
+    from dreamoving.controlnet_files import encoder_motion_state
+    from dreamoving.motion_files import load_motion_model, motion_model_from_state_dict
+    from dreamoving.weights import read_state_dict
+    from train.config import load_config
+    from train.data import ControlledClips
+    from train.motion_training import train_video_controlnet
+    from train.sd15 import load_sd15
+
+    parts = load_sd15(str(assets["sd15"]))
+    torch.manual_seed(0)
+    controlnet = ControlNetModel.from_unet(parts.unet)
+    motion = motion_model_from_state_dict(encoder_motion_state(read_state_dict(str(assets["motion"]))[0]), {}, "init")
+    config = load_config(3, str(assets["config"]), steps=steps)
+    data = ControlledClips(str(assets["csv"]), str(assets["videos"]), str(controls), config.frames, config.resolution)
+    trained = train_video_controlnet(config, parts, load_motion_model(str(assets["motion"])), controlnet, motion, data,
+                                     str(output), resume=resume, log=lambda _: None)
+    return trained, parts, data
+
+
+def test_stage3_learns_and_resumes(assets, tmp_path):
+    from diffusers import DDPMScheduler
+
+    from train.motion_training import SCHEDULE, clip_inputs, controlled_loss
+    from train.motion_unet import MotionUNet
+    from dreamoving.motion_files import load_motion_model
+
+    _, controls = train_fixtures.write_clips(tmp_path / "controls")
+
+    def fixed(trained, parts, data):
+        scheduler = DDPMScheduler(**SCHEDULE)
+        inputs = [clip_inputs(parts, data[i], scheduler, torch.Generator().manual_seed(3 + i), 0.0) for i in range(2)]
+        unet = MotionUNet(parts.unet, load_motion_model(str(assets["motion"])))
+        with torch.no_grad():
+            return controlled_loss(unet, trained, parts, inputs, scheduler, "cpu").item()
+
+    start, parts, data = _stage3(assets, controls, tmp_path / "zero", steps=0)
+    trained, parts, data = _stage3(assets, controls, tmp_path / "long", steps=12)
+    assert fixed(trained, parts, data) < fixed(start, parts, data)
+    straight, _, _ = _stage3(assets, controls, tmp_path / "straight", steps=4)
+    _stage3(assets, controls, tmp_path / "split", steps=2)
+    resumed, _, _ = _stage3(assets, controls, tmp_path / "split", steps=4, resume=True)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
