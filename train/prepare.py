@@ -129,6 +129,36 @@ def prepare(videos: str, out: str, caption: Captioner | CaptionFile, min_seconds
     return path
 
 
+def unpack_webdataset(shards: list[str], folder: str) -> int:
+    """LAION-style webdataset shards (``key.jpg|png`` + ``key.txt`` or ``key.json`` with a "caption") -> the
+    image folder stage 1 reads (``key.png|jpg`` + ``key.txt``). Returns the number of images."""
+    import json
+    import tarfile
+
+    os.makedirs(folder, exist_ok=True)
+    count = 0
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            for name, member in members.items():
+                key, ext = os.path.splitext(name)
+                if ext.lower() not in (".jpg", ".jpeg", ".png"):
+                    continue
+                if key + ".txt" in members:
+                    caption = tar.extractfile(members[key + ".txt"]).read().decode("utf-8").strip()
+                elif key + ".json" in members:
+                    caption = json.loads(tar.extractfile(members[key + ".json"]).read()).get("caption", "")
+                else:
+                    continue
+                stem = os.path.join(folder, os.path.basename(key))
+                with open(stem + ext.lower(), "wb") as f:
+                    f.write(tar.extractfile(member).read())
+                with open(stem + ".txt", "w", encoding="utf-8") as f:
+                    f.write(caption)
+                count += 1
+    return count
+
+
 def dwpose_controls(folder: str, providers: list[str]):
     """(name, extractor) rendering DWPose skeletons of every frame (the last pose carried over gaps)."""
     from dreamoving.dwpose import DWPose

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos-csv", help="stages 2-4: WebVid-style CSV (videoid, name)")
     parser.add_argument("--videos-dir", help="stages 2-4: folder of <videoid>.mp4")
     parser.add_argument("--images", help="stage 1: folder of person images with .txt captions")
+    parser.add_argument("--shards", nargs="+", help="stage 1: webdataset .tar shards, unpacked into --images first")
     parser.add_argument("--clip-vision", help="stage 1: CLIP ViT-H/14 vision model folder (transformers layout)")
     parser.add_argument("--insightface", help="stage 1: insightface root (packs under <root>/models/)")
     parser.add_argument("--insightface-pack", default="buffalo_l")
@@ -108,6 +109,10 @@ def _stage1(parser, args, config, parts) -> int:
 
     from .guider_training import GuiderImages, new_content_guider, prepare_features, train_guider
 
+    if args.shards:
+        from .prepare import unpack_webdataset
+
+        unpack_webdataset(args.shards, args.images)
     if not glob.glob(os.path.join(args.images, "*.features.safetensors")):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         analyzer = FaceAnalyzer(args.insightface, args.insightface_pack, onnx_providers(device))

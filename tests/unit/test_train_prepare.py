@@ -39,3 +39,25 @@ def test_clips_stay_inside_shots(tmp_path):
         assert len(clip) == len(pose) == len(depth) == length
         assert pose.max() > 0, "the skeleton is drawn"
         assert shot_boundaries(clip) == [], "no transition inside a clip"
+
+
+def test_webdataset_shards_unpack_to_the_stage1_folder(tmp_path):
+    import io
+    import json
+    import tarfile
+
+    from train.prepare import unpack_webdataset
+
+    shard = tmp_path / "shard-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for key, payload in (("000001.jpg", b"\xff\xd8jpeg"), ("000001.txt", b"a dancer in red"),
+                             ("000002.png", b"\x89PNG"), ("000002.json", json.dumps({"caption": "a smiling man"}).encode()),
+                             ("000003.jpg", b"\xff\xd8no caption")):
+            info = tarfile.TarInfo(key)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    folder = tmp_path / "images"
+    assert unpack_webdataset([str(shard)], str(folder)) == 2
+    assert (folder / "000001.txt").read_text() == "a dancer in red"
+    assert (folder / "000002.txt").read_text() == "a smiling man" and (folder / "000002.png").exists()
+    assert not (folder / "000003.jpg").exists(), "images without a caption are skipped"
