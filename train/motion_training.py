@@ -176,14 +176,20 @@ def train_video_controlnet(config: StageConfig, parts: SD15Parts, unet_motion: M
         unet.to(device)
         return controlled_loss(unet, model, parts, inputs, scheduler, device)
 
+    def sample(trained: VideoControlNetModel, clip: dict, path: str):
+        write_sample_video(unet, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path,
+                           controlnet=trained, control=clip["control"])
+
     return run_training(config, parts, VideoControlNetModel(controlnet, controlnet_motion), loss, export, dataset,
-                        output_dir, resume, log)
+                        output_dir, resume, log, sample)
 
 
 @torch.no_grad()
 def write_sample_video(model: MotionUNet, parts: SD15Parts, caption: str, frames: int, latent_size: int, path: str,
-                       steps: int = 10, cfg: float = 7.5, seed: int = 0) -> None:
-    """A short DDIM sample of the current model, decoded and written as an mp4 (the training's visual log)."""
+                       steps: int = 10, cfg: float = 7.5, seed: int = 0,
+                       controlnet: VideoControlNetModel | None = None, control: torch.Tensor | None = None) -> None:
+    """A short DDIM sample of the current model (driven by ``controlnet`` and ``control`` frames when given),
+    decoded and written as an mp4: the training's visual log."""
     scheduler = DDIMScheduler(**SCHEDULE)
     scheduler.set_timesteps(steps)
     device = parts.vae.device
@@ -191,7 +197,12 @@ def write_sample_video(model: MotionUNet, parts: SD15Parts, caption: str, frames
     x = torch.randn(frames, channels, latent_size, latent_size, generator=torch.Generator().manual_seed(seed)).to(device)
     text = torch.cat([parts.encode_text([caption]), parts.encode_text([""])]).repeat_interleave(frames, 0)
     for t in scheduler.timesteps:
-        eps = model(torch.cat([x, x]), t.repeat(2 * frames).to(device), text, frames=frames)
+        pair, timesteps, residuals = torch.cat([x, x]), t.repeat(2 * frames).to(device), {}
+        if controlnet is not None:
+            hint = F.interpolate(control.to(device), size=(latent_size * 8, latent_size * 8), mode="bilinear")
+            down, mid = controlnet(pair, timesteps, text, torch.cat([hint, hint]), frames=frames)
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        eps = model(pair, timesteps, text, frames=frames, **residuals)
         cond, uncond = eps.chunk(2)
         x = scheduler.step(uncond + cfg * (cond - uncond), t, x).prev_sample
     images = parts.vae.decode(x / parts.vae.config.scaling_factor).sample
@@ -208,5 +219,9 @@ def train_expression(config: StageConfig, parts: SD15Parts, unet_motion: MotionM
         video_controlnet.to(device)
         return controlled_loss(model, video_controlnet, parts, inputs, scheduler, device)
 
+    def sample(trained: MotionUNet, clip: dict, path: str):
+        write_sample_video(trained, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path,
+                           controlnet=video_controlnet, control=clip["control"])
+
     return run_training(config, parts, MotionUNet(parts.unet, unet_motion), loss, _motion_export(config, output_dir),
-                        dataset, output_dir, resume, log).motion
+                        dataset, output_dir, resume, log, sample).motion

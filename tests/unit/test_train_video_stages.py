@@ -137,14 +137,18 @@ def test_stage4_trains_unet_motion_with_the_stage3_controlnet_frozen(assets, tmp
     from train.run import main
 
     _, controls = train_fixtures.write_clips(tmp_path / "controls")
+    sampling = tmp_path / "sampling.json"
+    sampling.write_text(json.dumps(dict(SETTINGS, sample_every=2)))
     common = ["--sd15", str(assets["sd15"]), "--unet-motion", str(assets["motion"]), "--motion-init",
               str(assets["motion"]), "--videos-csv", str(assets["csv"]), "--videos-dir", str(assets["videos"]),
-              "--controls-dir", str(controls), "--config", str(assets["config"]), "--steps", "2"]
+              "--controls-dir", str(controls), "--config", str(sampling), "--steps", "2"]
     assert main(["--stage", "3", "--output", str(tmp_path / "s3"), *common]) == 0
     video_controlnet = tmp_path / "s3" / "video_controlnet.safetensors"
     before = read_state_dict(str(video_controlnet))[0]
     assert main(["--stage", "4", "--output", str(tmp_path / "s4"), "--video-controlnet", str(video_controlnet),
                  *common]) == 0
+    for stage in ("s3", "s4"):  # this config samples every 2 steps
+        assert (tmp_path / stage / "sample-2.mp4").stat().st_size > 0, f"{stage}: no sample video"
     after = read_state_dict(str(video_controlnet))[0]
     assert all(torch.equal(before[k], after[k]) for k in before)
     trained = load_motion_model(str(tmp_path / "s4" / "motion_module.safetensors"))
