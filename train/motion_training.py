@@ -157,6 +157,23 @@ def train_motion(config: StageConfig, parts: SD15Parts, motion: MotionModel, dat
                         _motion_export(config, output_dir), dataset, output_dir, resume, log, sample).motion
 
 
+def _controlled_stage(parts: SD15Parts, frozen: torch.nn.Module, trains_unet: bool):
+    """Loss and sampler of a stage where one of (motion U-Net, Video ControlNet) trains and the other is frozen."""
+    def pair(model):
+        return (model, frozen) if trains_unet else (frozen, model)
+
+    def loss(model, inputs, scheduler, device):
+        frozen.to(device)
+        return controlled_loss(*pair(model), parts, inputs, scheduler, device)
+
+    def sample(model, clip: dict, path: str):
+        unet, controlnet = pair(model)
+        write_sample_video(unet, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path,
+                           controlnet=controlnet, control=clip["control"])
+
+    return loss, sample
+
+
 def train_video_controlnet(config: StageConfig, parts: SD15Parts, unet_motion: MotionModel, controlnet: torch.nn.Module,
                            controlnet_motion: MotionModel, dataset, output_dir: str, resume: bool = False,
                            log=print) -> VideoControlNetModel:
@@ -172,14 +189,7 @@ def train_video_controlnet(config: StageConfig, parts: SD15Parts, unet_motion: M
                               controlnet_to_ldm(trained.net.state_dict(), layers), trained.motion,
                               trained_by=f"dreamoving train stage {config.stage} ({config.name})", steps=config.steps)
 
-    def loss(model, inputs, scheduler, device):
-        unet.to(device)
-        return controlled_loss(unet, model, parts, inputs, scheduler, device)
-
-    def sample(trained: VideoControlNetModel, clip: dict, path: str):
-        write_sample_video(unet, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path,
-                           controlnet=trained, control=clip["control"])
-
+    loss, sample = _controlled_stage(parts, frozen=unet, trains_unet=False)
     return run_training(config, parts, VideoControlNetModel(controlnet, controlnet_motion), loss, export, dataset,
                         output_dir, resume, log, sample)
 
@@ -214,14 +224,6 @@ def train_expression(config: StageConfig, parts: SD15Parts, unet_motion: MotionM
                      log=print) -> MotionModel:
     """Stage 4: the U-Net's motion blocks again, now with the (frozen) stage-3 Video ControlNet in the loop."""
     video_controlnet.float().requires_grad_(False)
-
-    def loss(model, inputs, scheduler, device):
-        video_controlnet.to(device)
-        return controlled_loss(model, video_controlnet, parts, inputs, scheduler, device)
-
-    def sample(trained: MotionUNet, clip: dict, path: str):
-        write_sample_video(trained, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path,
-                           controlnet=video_controlnet, control=clip["control"])
-
+    loss, sample = _controlled_stage(parts, frozen=video_controlnet, trains_unet=True)
     return run_training(config, parts, MotionUNet(parts.unet, unet_motion), loss, _motion_export(config, output_dir),
                         dataset, output_dir, resume, log, sample).motion
