@@ -33,8 +33,9 @@ from .sd15 import SD15_UNET, load_sd15
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", type=int, choices=[1, 2, 3, 4], required=True)
-    parser.add_argument("--sd15", required=True, help="SD1.5 in the diffusers layout (vae/, text_encoder/, tokenizer/, unet/)")
-    parser.add_argument("--unet-file", help="take the U-Net from a single-file SD1.5 checkpoint instead")
+    parser.add_argument("--sd15", required=True, help="SD1.5: a diffusers-layout folder, or a single-file checkpoint "
+                                                      "(then also --tokenizer)")
+    parser.add_argument("--tokenizer", help="CLIP tokenizer folder for a single-file --sd15 (e.g. ComfyUI/comfy/sd1_tokenizer)")
     parser.add_argument("--motion-init", help="stages 2, 3: AnimateDiff motion module to start from (mm_sd_v15*.ckpt)")
     parser.add_argument("--videos-csv", help="stages 2-4: WebVid-style CSV (videoid, name)")
     parser.add_argument("--videos-dir", help="stages 2-4: folder of <videoid>.mp4")
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
     args = parser.parse_args(argv)
     config = load_config(args.stage, args.config, steps=args.steps)
-    parts = load_sd15(args.sd15, args.unet_file, SD15_UNET)
+    parts = load_sd15(args.sd15, args.tokenizer, SD15_UNET)
     if args.stage == 1:
         return _stage1(parser, args, config, parts)
     if not (args.videos_csv and args.videos_dir):

@@ -1,7 +1,7 @@
-"""SD1.5 parts for training, as diffusers models, from the files users have (no downloads).
-
-A single-file LDM checkpoint (``model.diffusion_model.*``) is converted with diffusers' own converter;
-its U-Net layout comes from an LDM config (``SD15_UNET`` is SD1.5's; tests pass smaller ones).
+"""SD1.5 parts for training, as diffusers models, from the files users have (no downloads): a diffusers-layout
+folder, or a single-file LDM checkpoint (U-Net, VAE and CLIP-L converted with diffusers' own converters) plus
+a CLIP tokenizer folder (e.g. ComfyUI's ``comfy/sd1_tokenizer``). The U-Net layout of a single file comes from
+an LDM config (``SD15_UNET`` is SD1.5's; tests pass smaller ones).
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, create_unet_diffusers_config_from_ldm
+from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
+                                                convert_ldm_vae_checkpoint, create_unet_diffusers_config_from_ldm)
 
 from dreamoving.weights import read_state_dict
 
@@ -20,14 +21,23 @@ SD15_UNET = dict(in_channels=4, out_channels=4, model_channels=320, attention_re
                  transformer_depth=1, context_dim=768, legacy=False)
 
 
+SD15_VAE = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+                up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512], layers_per_block=2,
+                latent_channels=4, sample_size=512, scaling_factor=0.18215)
+CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+              max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768, bos_token_id=49406,
+              eos_token_id=49407, pad_token_id=1)
+
+
 def _original_config(unet_params: dict) -> dict:
     return {"model": {"params": {"unet_config": {"params": unet_params},
                                  "first_stage_config": {"params": {"ddconfig": {"ch_mult": [1, 2, 4, 4]}}}}}}
 
 
-def unet_from_single_file(path: str, unet_params: dict = SD15_UNET, dtype=torch.float32) -> UNet2DConditionModel:
+def unet_from_single_file(path: str, unet_params: dict = SD15_UNET, dtype=torch.float32,
+                          state: dict | None = None) -> UNet2DConditionModel:
     """A diffusers U-Net holding the ``model.diffusion_model.*`` weights of an LDM single-file checkpoint."""
-    state, _ = read_state_dict(path)
+    state = state if state is not None else read_state_dict(path)[0]
     original = _original_config(unet_params)
     config = create_unet_diffusers_config_from_ldm(original, state)
     unet = UNet2DConditionModel(**config)
@@ -54,8 +64,9 @@ class SD15Parts:
 
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
+        length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+        ids = self.tokenizer(captions, padding="max_length", max_length=length, truncation=True,
+                             return_tensors="pt").input_ids
         return self.text_encoder(ids.to(self.text_encoder.device))[0]
 
     @torch.no_grad()
@@ -65,8 +76,14 @@ class SD15Parts:
         return latents * self.vae.config.scaling_factor
 
 
-def load_sd15(folder: str, unet_file: str | None = None, unet_params: dict = SD15_UNET) -> SD15Parts:
-    """VAE, text encoder and tokenizer from a diffusers-layout folder; the U-Net from there or a single file."""
+def load_sd15(source: str, tokenizer: str | None = None, unet_params: dict = SD15_UNET) -> SD15Parts:
+    """SD1.5 from a diffusers-layout folder, or from a single-file checkpoint plus a tokenizer folder."""
+    if os.path.isfile(source):
+        if tokenizer is None:
+            raise ValueError(f"'{source}' is a single file: give a CLIP tokenizer folder too (vocab.json, merges.txt; "
+                             f"e.g. ComfyUI/comfy/sd1_tokenizer)")
+        return _single_file(source, tokenizer, unet_params)
+    folder = source
     from transformers import CLIPTextModel, CLIPTokenizer
 
     def part(cls, sub):
@@ -74,6 +91,28 @@ def load_sd15(folder: str, unet_file: str | None = None, unet_params: dict = SD1
             raise FileNotFoundError(f"SD1.5 folder '{folder}' has no '{sub}' (diffusers layout expected)")
         return cls.from_pretrained(folder, subfolder=sub, local_files_only=True)
 
-    unet = unet_from_single_file(unet_file, unet_params) if unet_file else unet_from_diffusers_folder(folder)
-    return SD15Parts(unet, part(AutoencoderKL, "vae"), part(CLIPTextModel, "text_encoder"),
+    return SD15Parts(unet_from_diffusers_folder(folder), part(AutoencoderKL, "vae"), part(CLIPTextModel, "text_encoder"),
                      part(CLIPTokenizer, "tokenizer"))
+
+
+def _single_file(path: str, tokenizer: str, unet_params: dict) -> SD15Parts:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    state, _ = read_state_dict(path)
+    unet = unet_from_single_file(path, unet_params, state=state)
+    vae = AutoencoderKL(**SD15_VAE)
+    _load(vae, convert_ldm_vae_checkpoint(state, vae.config), path, "VAE")
+    text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_L))
+    expected = set(text_encoder.state_dict())
+    clip = {k if k in expected else k.removeprefix("text_model."): v.float()  # transformers 5 dropped the prefix
+            for k, v in convert_ldm_clip_checkpoint(state).items()}
+    _load(text_encoder, clip, path, "CLIP-L", allowed_missing=("text_model.embeddings.position_ids",
+                                                               "embeddings.position_ids"))
+    return SD15Parts(unet, vae, text_encoder, CLIPTokenizer.from_pretrained(tokenizer, local_files_only=True))
+
+
+def _load(module, state: dict, path: str, what: str, allowed_missing=()) -> None:
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in allowed_missing]
+    if missing or unexpected:
+        raise ValueError(f"'{path}': its {what} does not match SD1.5's: missing {missing[:3]}, unexpected {unexpected[:3]}")

@@ -322,3 +322,24 @@ def ensure_full_sd15() -> None:
             tmp = path.with_name(f".{path.name}.tmp")
             write(str(tmp))
             tmp.replace(path)
+
+
+SINGLE_FILE_SD15 = "dm_small_sd15_with_kl_vae.safetensors"  # dm_small_sd15 with an SD1.5-shaped KL VAE instead of TAESD
+SD15_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                 "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+
+
+def ensure_single_file_sd15() -> Path:
+    """A single-file SD1.5 checkpoint as users have them: LDM U-Net, AutoencoderKL VAE, CLIP-L (training tests)."""
+    import comfy.ldm.models.autoencoder
+
+    path = model_folders()["checkpoints"] / SINGLE_FILE_SD15
+    if not path.exists():
+        tensors = {k: v for k, v in sd15_checkpoint_tensors(SMALL_UNET, 0).items() if not k.startswith("first_stage_model.")}
+        with torch.device("meta"):
+            vae = comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=SD15_DDCONFIG, embed_dim=4)
+        tensors.update(random_like(_shapes(vae, "first_stage_model."), 3, torch.float16))
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(tmp))
+        tmp.replace(path)
+    return path

@@ -114,3 +114,21 @@ def test_stage3_video_controlnet_export_matches_the_node_side(pack_host, tmp_pat
     for a, b in zip(list(down) + [mid], ours["output"] + ours["middle"]):
         torch.testing.assert_close(b.float(), a.float(), rtol=1e-4, atol=1e-4)
     assert node.control_model.motion is not None and node.control_model.motion.spec.mid_channels == 320
+
+
+def test_single_file_sd15_loads_for_training_and_its_vae_matches_comfyui(pack_host):
+    from pathlib import Path
+
+    import comfy.sd
+
+    from train.sd15 import load_sd15
+
+    path = fixtures.ensure_single_file_sd15()
+    tokenizer = Path(comfy.sd.__file__).parent / "sd1_tokenizer"
+    parts = load_sd15(str(path), str(tokenizer), SMALL_LDM_UNET)
+    assert parts.encode_text(["a dancer"]).shape == (1, 77, 768)
+    vae = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=True, output_clip=False)[2]
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ours = ((parts.vae.decode(latent).sample.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
+    torch.testing.assert_close(ours, vae.decode(latent).float(), rtol=1e-3, atol=2e-3)
