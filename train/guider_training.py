@@ -103,7 +103,7 @@ def train_guider(config: StageConfig, parts: SD15Parts, guider: ContentGuider, d
         save_content_guider(trained.guider, os.path.join(output_dir, "content_guider.safetensors"),
                             trained_by=f"dreamoving train stage {config.stage} ({config.name})", steps=config.steps)
 
-    return run_training(config, parts, GuidedUNet(parts.unet, guider),
+    return run_training(config, parts, GuidedUNet(parts.unet, guider), guider,
                         lambda m, i, s, d: guider_loss(m, parts, i, s, d), export, dataset, output_dir, resume,
                         log).guider
 
@@ -141,17 +141,27 @@ def _features_path(image_path: str) -> str:
     return os.path.splitext(image_path)[0] + ".features.safetensors"
 
 
+def load_clip_vision(source: str):
+    """(model, image processor) from a transformers folder (IP-Adapter's image_encoder) or an OpenCLIP file."""
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    if os.path.isfile(source):
+        from .openclip import load_openclip_vision
+
+        return load_openclip_vision(source)
+    return (CLIPVisionModelWithProjection.from_pretrained(source, local_files_only=True).eval(),
+            CLIPImageProcessor.from_pretrained(source, local_files_only=True))
+
+
 @torch.no_grad()
-def prepare_features(folder: str, clip_folder: str, face_analyzer) -> int:
+def prepare_features(folder: str, clip_source: str, face_analyzer) -> int:
     """For every image: the ArcFace identity, CLIP penultimate states of the aligned face crop and of the
     whole image (the cloth/body stream); images without a face get a zero identity and use the image."""
     from PIL import Image
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
     from dreamoving.face_analysis import NoFaceFound
 
-    processor = CLIPImageProcessor.from_pretrained(clip_folder, local_files_only=True)
-    clip = CLIPVisionModelWithProjection.from_pretrained(clip_folder, local_files_only=True).eval()
+    clip, processor = load_clip_vision(clip_source)
 
     def hidden(rgb):
         return clip(**processor(images=[rgb], return_tensors="pt"), output_hidden_states=True).hidden_states[-2][0]

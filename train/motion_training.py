@@ -92,22 +92,22 @@ def controlled_loss(unet: MotionUNet, controlnet: VideoControlNetModel, parts: S
     return F.mse_loss(prediction.float(), noise.float())
 
 
-def run_training(config: StageConfig, parts: SD15Parts, trainable: torch.nn.Module,
+def run_training(config: StageConfig, parts: SD15Parts, model: torch.nn.Module, trained: torch.nn.Module,
                  loss_fn: Callable[[torch.nn.Module, list[dict], object, object], torch.Tensor],
                  export: Callable[[torch.nn.Module], None], dataset, output_dir: str, resume: bool = False,
                  log=print, sample: Callable | None = None) -> torch.nn.Module:
-    """The shared loop: ``trainable`` (the only module with gradients) learns ``loss_fn``'s objective."""
+    """The shared loop: ``model`` (what ``loss_fn`` calls; wrapped for DDP) learns ``loss_fn``'s objective
+    through ``trained``, its only part with gradients; everything else stays frozen."""
     os.makedirs(output_dir, exist_ok=True)
     precision = config.mixed_precision if torch.cuda.is_available() else "no"  # fp16 autocast needs a GPU
     accelerator = Accelerator(mixed_precision=precision, project_dir=output_dir)
-    for frozen in (parts.unet, parts.vae, parts.text_encoder):
+    for frozen in (parts.unet, parts.vae, parts.text_encoder, model):
         frozen.requires_grad_(False).to(accelerator.device)
-    trainable.float().requires_grad_(True)
+    trained.float().requires_grad_(True)
     if config.gradient_checkpointing:
         parts.unet.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    model, optimizer = accelerator.prepare(trainable, optimizer)
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = DDPMScheduler(**SCHEDULE)
     start = 0
     if resume and (found := latest_checkpoint(output_dir)):
@@ -153,7 +153,7 @@ def train_motion(config: StageConfig, parts: SD15Parts, motion: MotionModel, dat
     def sample(trained: MotionUNet, clip: dict, path: str):
         write_sample_video(trained, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path)
 
-    return run_training(config, parts, unet, lambda m, i, s, d: batch_loss(m, parts, i, s, d),
+    return run_training(config, parts, unet, motion, lambda m, i, s, d: batch_loss(m, parts, i, s, d),
                         _motion_export(config, output_dir), dataset, output_dir, resume, log, sample).motion
 
 
@@ -190,8 +190,9 @@ def train_video_controlnet(config: StageConfig, parts: SD15Parts, unet_motion: M
                               trained_by=f"dreamoving train stage {config.stage} ({config.name})", steps=config.steps)
 
     loss, sample = _controlled_stage(parts, frozen=unet, trains_unet=False)
-    return run_training(config, parts, VideoControlNetModel(controlnet, controlnet_motion), loss, export, dataset,
-                        output_dir, resume, log, sample)
+    video_controlnet = VideoControlNetModel(controlnet, controlnet_motion)
+    return run_training(config, parts, video_controlnet, video_controlnet, loss, export, dataset, output_dir, resume,
+                        log, sample)
 
 
 @torch.no_grad()
@@ -225,5 +226,5 @@ def train_expression(config: StageConfig, parts: SD15Parts, unet_motion: MotionM
     """Stage 4: the U-Net's motion blocks again, now with the (frozen) stage-3 Video ControlNet in the loop."""
     video_controlnet.float().requires_grad_(False)
     loss, sample = _controlled_stage(parts, frozen=video_controlnet, trains_unet=True)
-    return run_training(config, parts, MotionUNet(parts.unet, unet_motion), loss, _motion_export(config, output_dir),
-                        dataset, output_dir, resume, log, sample).motion
+    return run_training(config, parts, MotionUNet(parts.unet, unet_motion), unet_motion, loss,
+                        _motion_export(config, output_dir), dataset, output_dir, resume, log, sample).motion

@@ -17,11 +17,14 @@ from dreamoving.motion_module import MotionModel
 
 class MotionHooked(nn.Module):
     def __init__(self, net: nn.Module, motion: MotionModel):
+        """Hooks ``motion`` into ``net``, replacing motion blocks an earlier wrapper hooked into the same net."""
         super().__init__()
         self.net, self.motion = net, motion
         self._frames: int | None = None
-        for kind, block, index, module in motion.placements():
-            self._after(kind, block, index).register_forward_hook(self._hook(module))
+        for handle in getattr(net, "_dreamoving_motion_hooks", []):
+            handle.remove()
+        net._dreamoving_motion_hooks = [self._after(kind, block, index).register_forward_hook(self._hook(module))
+                                        for kind, block, index, module in motion.placements()]
 
     def _after(self, kind: str, block: int, index: int) -> nn.Module:
         """The module whose output a motion block takes (the attention if the block has one, else the resnet)."""

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos-dir", help="stages 2-4: folder of <videoid>.mp4")
     parser.add_argument("--images", help="stage 1: folder of person images with .txt captions")
     parser.add_argument("--shards", nargs="+", help="stage 1: webdataset .tar shards, unpacked into --images first")
-    parser.add_argument("--clip-vision", help="stage 1: CLIP ViT-H/14 vision model folder (transformers layout)")
+    parser.add_argument("--clip-vision", help="stage 1: CLIP ViT-H/14: a transformers folder (IP-Adapter's "
+                                              "image_encoder) or an OpenCLIP checkpoint file")
     parser.add_argument("--insightface", help="stage 1: insightface root (packs under <root>/models/)")
     parser.add_argument("--insightface-pack", default="buffalo_l")
     parser.add_argument("--face-init", help="stage 1: start the face stream from an IP-Adapter file (e.g. FaceID-PlusV2)")
@@ -103,12 +104,10 @@ def _stage1(parser, args, config, parts) -> int:
     import os
 
     import torch
-    from transformers import CLIPVisionConfig
-
     from dreamoving.face_analysis import FaceAnalyzer, onnx_providers
     from dreamoving.guider_files import load_content_guider
 
-    from .guider_training import GuiderImages, new_content_guider, prepare_features, train_guider
+    from .guider_training import GuiderImages, load_clip_vision, new_content_guider, prepare_features, train_guider
 
     if args.shards:
         from .prepare import unpack_webdataset
@@ -118,7 +117,7 @@ def _stage1(parser, args, config, parts) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         analyzer = FaceAnalyzer(args.insightface, args.insightface_pack, onnx_providers(device))
         prepare_features(args.images, args.clip_vision, analyzer)
-    clip_dim = CLIPVisionConfig.from_pretrained(args.clip_vision, local_files_only=True).hidden_size
+    clip_dim = load_clip_vision(args.clip_vision)[0].config.hidden_size
     guider = new_content_guider(parts.unet, clip_dim)
     for stream, path in (("face", args.face_init), ("cloth", args.cloth_init)):
         if path:

@@ -84,3 +84,43 @@ def test_stage1_command_prepares_features_and_exports(assets, tmp_path):
     assert len(list(images.glob("*.features.safetensors"))) == 2
     guider = load_content_guider(str(tmp_path / "run" / "content_guider.safetensors"))
     assert guider.kinds == {"face": "faceid_plus", "cloth": "resampler"} and len(guider.layers) == 7
+
+
+def test_features_from_an_openclip_checkpoint(tmp_path):
+    from open_clip.transformer import VisionTransformer
+    from safetensors.torch import load_file, save_file
+
+    from dreamoving.face_analysis import FaceAnalyzer
+    from train.guider_training import prepare_features
+
+    torch.manual_seed(0)
+    tower = VisionTransformer(image_size=32, patch_size=8, width=64, layers=2, heads=1, mlp_ratio=2.0, output_dim=16)
+    save_file({"visual." + k: v.contiguous() for k, v in tower.state_dict().items()}, str(tmp_path / "vit.safetensors"))
+    images = train_fixtures.write_person_images(tmp_path / "images", count=1)
+    faces = insightface_packs.ensure_pack(tmp_path / "insightface")
+    prepare_features(str(images), str(tmp_path / "vit.safetensors"),
+                     FaceAnalyzer(str(faces), "buffalo_l", ["CPUExecutionProvider"]))
+    features = load_file(str(images / "person0.features.safetensors"))
+    assert features["face_hidden"].shape == features["cloth_hidden"].shape == (17, 64)  # 16 patches + class
+    assert features["id"].shape == (512,) and float(features["id"].norm()) > 0.99
+
+
+def test_stage1_resumes_to_the_same_state(assets, tmp_path):
+    from train.config import load_config
+    from train.guider_training import GuiderImages, new_content_guider, train_guider
+    from train.sd15 import load_sd15
+
+    def run(output, steps, resume=False):
+        parts = load_sd15(str(assets["sd15"]))
+        torch.manual_seed(0)
+        guider = new_content_guider(parts.unet, clip_dim=32, depth=1, dim_head=8)
+        config = load_config(1, steps=steps, batch_size=2, resolution=32, lr=1e-3, gradient_checkpointing=False,
+                             mixed_precision="no", checkpoint_every=2)
+        return train_guider(config, parts, guider, GuiderImages(str(assets["images"]), 32), str(output), resume,
+                            log=lambda _: None)
+
+    straight = run(tmp_path / "straight", 4)
+    run(tmp_path / "split", 2)
+    resumed = run(tmp_path / "split", 4, resume=True)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)

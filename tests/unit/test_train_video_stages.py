@@ -174,10 +174,18 @@ def test_stage4_trains_unet_motion_with_the_stage3_controlnet_frozen(assets, tmp
         with torch.no_grad():
             return controlled_loss(MotionUNet(parts.unet, motion), controlnet, parts, inputs, scheduler, "cpu").item()
 
+    def stage4(output, steps, resume=False):
+        return train_expression(load_config(4, str(assets["config"]), steps=steps), parts,
+                                load_motion_model(str(assets["motion"])), controlnet, data, str(output), resume,
+                                log=lambda _: None)
+
     before = fixed(load_motion_model(str(assets["motion"])))
-    learned = train_expression(load_config(4, str(assets["config"]), steps=12), parts, load_motion_model(str(assets["motion"])),
-                               controlnet, data, str(tmp_path / "s4_long"), log=lambda _: None)
-    assert fixed(learned) < before
+    assert fixed(stage4(tmp_path / "s4_long", 12)) < before
+    straight = stage4(tmp_path / "s4_straight", 4)
+    stage4(tmp_path / "s4_split", 2)
+    resumed = stage4(tmp_path / "s4_split", 4, resume=True)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_ldm_controlnet_keys_round_trip():
@@ -241,3 +249,20 @@ def test_stage3_learns_and_resumes(assets, tmp_path):
     resumed, _, _ = _stage3(assets, controls, tmp_path / "split", steps=4, resume=True)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_only_the_trained_part_changes(assets, tmp_path):
+    from dreamoving.motion_files import load_motion_model
+    from train.config import load_config
+    from train.data import WebVidClips
+    from train.motion_training import train_motion
+    from train.sd15 import load_sd15
+
+    parts = load_sd15(str(assets["sd15"]))
+    frozen = {name: {k: v.clone() for k, v in module.state_dict().items()}
+              for name, module in (("unet", parts.unet), ("vae", parts.vae), ("text", parts.text_encoder))}
+    config = load_config(2, str(assets["config"]), steps=2)
+    train_motion(config, parts, load_motion_model(str(assets["motion"])),
+                 WebVidClips(str(assets["csv"]), str(assets["videos"]), 4, 32), str(tmp_path), log=lambda _: None)
+    for name, module in (("unet", parts.unet), ("vae", parts.vae), ("text", parts.text_encoder)):
+        assert all(torch.equal(v, frozen[name][k]) for k, v in module.state_dict().items()), f"{name} changed"
