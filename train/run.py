@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--insightface-pack", default="buffalo_l")
     parser.add_argument("--face-init", help="stage 1: start the face stream from an IP-Adapter file (e.g. FaceID-PlusV2)")
     parser.add_argument("--cloth-init", help="stage 1: start the cloth stream from an IP-Adapter file (e.g. Plus)")
-    parser.add_argument("--controls-dir", help="stage 3: control videos (pose renders / depth), one per clip")
-    parser.add_argument("--unet-motion", help="stage 3: the U-Net's motion module (stage 2's export)")
+    parser.add_argument("--controls-dir", help="stages 3, 4: control videos (pose renders / depth), one per clip")
+    parser.add_argument("--unet-motion", help="stages 3, 4: the U-Net's motion module (stage 2's export)")
     parser.add_argument("--controlnet", help="stage 3: an SD1.5 ControlNet to start from: a file (LDM keys, e.g. "
                                              "control_v11p_sd15_openpose.pth) or a diffusers folder")
     parser.add_argument("--video-controlnet", help="stage 4: the Video ControlNet (stage 3's export)")
