@@ -21,7 +21,7 @@ def main():
     parser.add_argument("--size", type=int, default=512 if cuda else 128)
     parser.add_argument("--steps", type=int, default=1)
     args = parser.parse_args()
-    host = start_host()
+    start_host()
     from dmtest import fixtures
 
     fixtures.ensure_full_sd15()

@@ -28,6 +28,11 @@ def encoder_motion_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return {k: v for k, v in motion_state_dict(state).items() if not k.startswith("up_blocks.")}
 
 
+def stored_motion_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """The motion blocks' metadata inside a Video ControlNet file (stored with a ``motion_`` prefix)."""
+    return {k.removeprefix("motion_"): v for k, v in metadata.items() if k.startswith("motion_")}
+
+
 def split_video_controlnet(state: dict[str, torch.Tensor], name: str):
     """(ControlNet tensors, encoder/middle motion tensors without prefix) of a checked SD1.5 ControlNet."""
     motion = encoder_motion_state(state)
@@ -55,7 +60,7 @@ def read_video_controlnet(path: str, motion_path: str | None = None):
     name = os.path.basename(path)
     state, metadata = read_state_dict(path)
     controlnet, motion = split_video_controlnet(state, name)
-    motion_meta = {k.removeprefix("motion_"): v for k, v in metadata.items() if k.startswith("motion_")}
+    motion_meta = stored_motion_metadata(metadata)
     if motion_path is not None:
         if motion:
             raise WeightFileError(f"'{name}' already holds motion blocks; leave motion_module empty to use them")

@@ -16,12 +16,9 @@ from ..dreamoving.dwpose import DWPose
 from ..dreamoving.face_analysis import onnx_providers
 from ..dreamoving.pose import PoseFrame, draw_pose, from_pose_keypoint, to_pose_keypoint
 from ..dreamoving.pose_retarget import retarget
+from .images import uint8_frames
 
 PoseKeypoint = io.Custom("POSE_KEYPOINT")  # comfyui_controlnet_aux's OpenPose JSON type
-
-
-def _uint8_frames(images: torch.Tensor) -> np.ndarray:
-    return (images.cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
 
 
 def _render(frames: list[PoseFrame], body: bool, hands: bool, face: bool) -> torch.Tensor:
@@ -72,7 +69,7 @@ class PoseExtract(io.ComfyNode):
         device = comfy.model_management.get_torch_device().type
         estimator = DWPose(_model_path(detector), _model_path(pose_model), onnx_providers(device, provider))
         frames, progress = [], comfy.utils.ProgressBar(len(images))
-        for i, rgb in enumerate(_uint8_frames(images)):
+        for i, rgb in enumerate(uint8_frames(images)):
             comfy.model_management.throw_exception_if_processing_interrupted()
             frame = estimator(rgb)
             if not frame.people:
@@ -144,5 +141,5 @@ class DepthExtract(io.ComfyNode):
             raise FileNotFoundError(f"depth_model: no model folder '{depth_model}' with a config.json in "
                                     f"{folder_paths.get_folder_paths('depth')}")
         estimator = DepthEstimator(folder, comfy.model_management.get_torch_device())
-        depth = normalise_nearness(estimator.nearness(_uint8_frames(images), batch_size), normalise == "per video")
+        depth = normalise_nearness(estimator.nearness(uint8_frames(images), batch_size), normalise == "per video")
         return io.NodeOutput(depth[..., None].repeat(1, 1, 1, 3))

@@ -1,7 +1,6 @@
 """Content Guider nodes: the insightface loader, the guider loader and Content Guider Encode."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 import comfy.model_management
@@ -12,6 +11,7 @@ from ..dreamoving.content_guider import KIND_INPUTS
 from ..dreamoving.face_analysis import FaceAnalyzer, NoFaceFound, list_packs, onnx_providers
 from ..dreamoving.guider_files import load_content_guider
 from .guider_patch import attach_guider
+from .images import uint8_frames
 
 Guider = io.Custom("DREAMOVING_GUIDER")
 InsightFace = io.Custom("INSIGHTFACE")  # the type IPAdapter_plus's loader outputs too
@@ -77,10 +77,6 @@ class ContentGuiderLoader(io.ComfyNode):
             raise FileNotFoundError(f"guider_file: '{guider_file}' is not in models/dreamoving or models/ipadapter")
         loaded = load_content_guider(path, stream, faceid_v2_scale)
         return io.NodeOutput(loaded if guider is None else guider.with_streams_of(loaded))
-
-
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    return (image[0].cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
 
 
 def _clip_features(clip_vision, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -176,7 +172,7 @@ class ContentGuiderEncode(io.ComfyNode):
             return _clip_features(clip_vision, image[:1])
         analyzer = face_analysis if isinstance(face_analysis, FaceAnalyzer) else FaceAnalyzer.wrapping(face_analysis)
         try:
-            face = analyzer.analyze(_to_uint8(image))
+            face = analyzer.analyze(uint8_frames(image[:1])[0])
         except NoFaceFound:
             if no_face == "error":
                 raise

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import torch
 
 import comfy.ldm.modules.attention as comfy_attention
-import comfy.model_management
-import comfy.model_patcher
 from comfy.ldm.modules.attention import SpatialTransformer
 
 from ..dreamoving.content_guider import ContentGuider, guided_attention
+from .additional_models import riding_patcher
 
 GUIDER_KEY = "dreamoving_content_guider"
 
@@ -105,12 +104,9 @@ def attach_guider(model, guider: ContentGuider, tokens: dict[str, tuple[torch.Te
                          f"the model's {len(channels)} cross-attention layers ({channels}); "
                          f"use an SD1.5 Content Guider or IP-Adapter file")
     patched = model.clone()
-    guider.to(dtype=model.get_model_object("manual_cast_dtype") or model.model.get_dtype())
-    existing = [m.model for m in patched.get_additional_models_with_key(GUIDER_KEY)]
-    if all(m is not guider for m in existing):
-        holder = comfy.model_patcher.ModelPatcher(guider, load_device=comfy.model_management.get_torch_device(),
-                                                  offload_device=comfy.model_management.unet_offload_device())
-        patched.set_additional_models(GUIDER_KEY, patched.get_additional_models_with_key(GUIDER_KEY) + [holder])
+    existing = patched.get_additional_models_with_key(GUIDER_KEY)
+    if all(m.model is not guider for m in existing):
+        patched.set_additional_models(GUIDER_KEY, existing + [riding_patcher(model, guider)])
     sampling = patched.get_model_object("model_sampling")
     sigma_range = (float(sampling.percent_to_sigma(start_percent)), float(sampling.percent_to_sigma(end_percent)))
     terms = [StreamTerm(s, *tokens[s], float(weights[s])) for s in tokens]

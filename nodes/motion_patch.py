@@ -8,16 +8,14 @@ and ``cond_or_uncond``. Per-model settings live in transformer_options (plain fl
 from __future__ import annotations
 
 import comfy.ldm.modules.attention as comfy_attention
-import comfy.model_management
-import comfy.model_patcher
 import comfy.model_sampling
-import comfy.ops
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 from comfy.patcher_extension import PatcherInjection
 
 from ..dreamoving.motion_module import MotionModel, VanillaTemporalModule
 from ..dreamoving.unet_layout import UNetLayout
+from .additional_models import riding_patcher
 
 MOTION_KEY = "dreamoving_motion"
 # ComfyUI's make_beta_schedule names diffusers' "linear" schedule "sqrt_linear", and "scaled_linear" "linear".
@@ -30,11 +28,6 @@ def unet_layout(model) -> UNetLayout:
     if not hasattr(unet, "input_blocks") or "channel_mult" not in model.model.model_config.unet_config:
         raise ValueError(f"model: motion blocks need an SD1.5-family U-Net, got {type(model.model).__name__}")
     return UNetLayout.from_config(model.model.model_config.unet_config)
-
-
-def compute_dtype(model):
-    """The dtype the U-Net computes in, including a compute-dtype patch (ModelComputeDtype) not yet applied."""
-    return model.get_model_object("manual_cast_dtype") or model.model.get_dtype()
 
 
 def insert_position(sequence) -> int:
@@ -83,11 +76,7 @@ def attach_motion(model, motion: MotionModel, scale: float, effect: float):
     """A clone of ``model`` running ``motion`` after each U-Net block; ``model`` itself is left as it was."""
     layout = unet_layout(model)
     patched = model.clone()
-    motion.to(dtype=compute_dtype(model))
-    motion_patcher = comfy.model_patcher.ModelPatcher(
-        motion, load_device=comfy.model_management.get_torch_device(),
-        offload_device=comfy.model_management.unet_offload_device())
-    patched.set_additional_models(MOTION_KEY, [motion_patcher])
+    patched.set_additional_models(MOTION_KEY, [riding_patcher(model, motion)])
     patched.set_injections(MOTION_KEY, [make_injection(motion, layout)])
     options = patched.model_options["transformer_options"]
     handlers = options.get("patches", {}).get("forward_timestep_embed_patch", [])

@@ -65,14 +65,14 @@ class VideoControlNetModel(MotionHooked):
         """Our single-file Video ControlNet (e.g. stage 3's export) as a diffusers ControlNet for ``unet``'s layout."""
         import os
 
-        from dreamoving.controlnet_files import MOTION_PREFIX
+        from dreamoving.controlnet_files import MOTION_PREFIX, stored_motion_metadata
         from dreamoving.motion_files import motion_model_from_state_dict, motion_state_dict
         from dreamoving.weights import read_state_dict
 
         state, metadata = read_state_dict(path)
         controlnet = controlnet_from_ldm({k: v for k, v in state.items() if not k.startswith(MOTION_PREFIX)}, unet)
-        motion_meta = {k.removeprefix("motion_"): v for k, v in metadata.items() if k.startswith("motion_")}
-        motion = motion_model_from_state_dict(motion_state_dict(state), motion_meta, os.path.basename(path))
+        motion = motion_model_from_state_dict(motion_state_dict(state), stored_motion_metadata(metadata),
+                                              os.path.basename(path))
         return cls(controlnet, motion)
 
     def forward(self, sample, timesteps, text, control, frames: int):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dmtest.cache import write_once
+
 PERSON_BOX = (236.0, 136.0, 436.0, 536.0)
 CROP_POINTS = np.array([(144 + ((k * 37) % 200) - 100, 192 + ((k * 53) % 300) - 150) for k in range(133)],
                        np.float32)
@@ -90,12 +92,5 @@ DEPTH_MODEL = "dm_tiny_depth_anything"
 
 def ensure_control_models(dwpose_folder: Path, depth_folder: Path) -> None:
     for name, build in (("yolox_l.onnx", _yolox), ("dw-ll_ucoco_384.onnx", _rtmpose)):
-        if not (dwpose_folder / name).exists():
-            tmp = dwpose_folder / f".{name}.tmp"
-            build(tmp)
-            tmp.replace(dwpose_folder / name)
-    target = depth_folder / DEPTH_MODEL
-    if not (target / "config.json").exists():
-        tmp = depth_folder / f".{DEPTH_MODEL}.tmp"
-        _tiny_depth_anything(tmp)
-        tmp.replace(target)
+        write_once(dwpose_folder / name, build)
+    write_once(depth_folder / DEPTH_MODEL, _tiny_depth_anything)

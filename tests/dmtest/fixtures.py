@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from dmtest.cache import write_once
 from dmtest.comfy_host import cache_root
 
 FIXTURE_VERSION = "1"
@@ -99,10 +100,8 @@ def ensure_checkpoints() -> Path:
     folder = model_folders()["checkpoints"]
     for seed, (name, config) in enumerate(sorted(CHECKPOINTS.items())):
         path = folder / name
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            save_file(sd15_checkpoint_tensors(config, seed), str(tmp), metadata={"format": "pt"})
-            tmp.replace(path)
+        write_once(path, lambda p, c=config, s=seed: save_file(sd15_checkpoint_tensors(c, s), str(p),
+                                                                metadata={"format": "pt"}))
     return folder
 
 
@@ -126,11 +125,7 @@ def ensure_motion_modules() -> Path:
         NOT_MOTION: lambda p: save_file({"input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, p),
     }
     for name, write in writers.items():
-        path = folder / name
-        if not path.exists():
-            tmp = folder / f".{name}.tmp"
-            write(str(tmp))
-            tmp.replace(path)
+        write_once(folder / name, write)
     return folder
 
 
@@ -148,11 +143,7 @@ def controlnet_tensors(unet_config: dict, seed: int) -> dict[str, torch.Tensor]:
 
 def ensure_controlnets() -> Path:
     folder = model_folders()["controlnet"]
-    path = folder / SMALL_CN
-    if not path.exists():
-        tmp = folder / f".{SMALL_CN}.tmp"
-        save_file(controlnet_tensors(SMALL_UNET, 21), str(tmp))
-        tmp.replace(path)
+    write_once(folder / SMALL_CN, lambda p: save_file(controlnet_tensors(SMALL_UNET, 21), str(p)))
     return folder
 
 
@@ -164,18 +155,16 @@ def ensure_video_controlnets() -> Path:
     """Our single-file Video ControlNets, written as the format says (not by our writer)."""
     from dmtest.animatediff import motion_file_tensors
 
-    folder = ensure_controlnets()
-    plain = {k.removeprefix("control_model."): v for k, v in controlnet_tensors(SMALL_UNET, 21).items()}
-    for name, zero in ((VIDEO_CN, False), (VIDEO_CN_ZERO, True)):
-        path = folder / name
-        if path.exists():
-            continue
+    def write(path: Path, zero: bool):
+        plain = {k.removeprefix("control_model."): v for k, v in controlnet_tensors(SMALL_UNET, 21).items()}
         motion = motion_file_tensors([320, 320], 1, mid=True, pe_len=64, seed=13, zero_out=zero, dtype=torch.float16)
         tensors = dict(plain, **{"motion." + k: v for k, v in motion.items() if not k.startswith("up_blocks.")})
-        tmp = folder / f".{name}.tmp"
-        save_file(tensors, str(tmp), metadata={"format": "dreamoving.video_controlnet", "version": "1",
-                                               "motion_heads": "8", "motion_pe_len": "64"})
-        tmp.replace(path)
+        save_file(tensors, str(path), metadata={"format": "dreamoving.video_controlnet", "version": "1",
+                                                "motion_heads": "8", "motion_pe_len": "64"})
+
+    folder = ensure_controlnets()
+    for name, zero in ((VIDEO_CN, False), (VIDEO_CN_ZERO, True)):
+        write_once(folder / name, lambda p, z=zero: write(p, z))
     return folder
 
 
@@ -236,10 +225,7 @@ def ensure_guiders() -> None:
             {"down_blocks.0.motion_modules.0.temporal_transformer.norm.weight": torch.ones(320)}, p),
     }
     for path, write in jobs.items():
-        if not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp")
-            write(str(tmp))
-            tmp.replace(path)
+        write_once(path, write)
     insightface_packs.ensure_pack(folders["insightface"])
 
 
@@ -282,23 +268,16 @@ def ensure_all() -> None:
 
 def write_demo_inputs(folder: Path) -> tuple[Path, Path]:
     """reference.png (a face and a person the test models find) and driving.mp4 (12 bright 160x160 frames)."""
-    import av
     import numpy as np
     from PIL import Image
 
     from dmtest.insightface_packs import face_image
+    from train.prepare import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     reference, driving = folder / "reference.png", folder / "driving.mp4"
     Image.fromarray(face_image(0)).save(reference)
-    with av.open(str(driving), mode="w") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width = stream.height = 160
-        stream.pix_fmt = "yuv420p"
-        for i in range(12):
-            frame = av.VideoFrame.from_ndarray(np.full((160, 160, 3), 190 + i, np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    write_video(str(driving), np.stack([np.full((160, 160, 3), 190 + i, np.uint8) for i in range(12)]), 8)
     return reference, driving
 
 
@@ -318,10 +297,7 @@ def ensure_full_sd15() -> None:
             folders["animatediff_models"] / FULL_MM: lambda p: save_file(
                 motion_file_tensors(SD15_CHANNELS, 2, mid=True, pe_len=32, seed=6, dtype=torch.float16), p)}
     for path, write in jobs.items():
-        if not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp")
-            write(str(tmp))
-            tmp.replace(path)
+        write_once(path, write)
 
 
 SINGLE_FILE_SD15 = "dm_small_sd15_with_kl_vae.safetensors"  # dm_small_sd15 with an SD1.5-shaped KL VAE instead of TAESD
@@ -333,13 +309,11 @@ def ensure_single_file_sd15() -> Path:
     """A single-file SD1.5 checkpoint as users have them: LDM U-Net, AutoencoderKL VAE, CLIP-L (training tests)."""
     import comfy.ldm.models.autoencoder
 
-    path = model_folders()["checkpoints"] / SINGLE_FILE_SD15
-    if not path.exists():
+    def write(path: Path):
         tensors = {k: v for k, v in sd15_checkpoint_tensors(SMALL_UNET, 0).items() if not k.startswith("first_stage_model.")}
         with torch.device("meta"):
             vae = comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=SD15_DDCONFIG, embed_dim=4)
         tensors.update(random_like(_shapes(vae, "first_stage_model."), 3, torch.float16))
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(path)
-    return path
+        save_file(tensors, str(path))
+
+    return write_once(model_folders()["checkpoints"] / SINGLE_FILE_SD15, write)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dmtest.cache import write_once
+
 DET = 640
 STRIDES = (8, 16, 32)
 FACE_CELL = (10, 10)  # stride-32 cell holding the face: centre (320, 320)
@@ -74,10 +76,7 @@ def ensure_pack(root: Path, name: str = "buffalo_l") -> Path:
     folder = root / "models" / name
     folder.mkdir(parents=True, exist_ok=True)
     for file, build in (("det_10g.onnx", _detector), ("w600k_r50.onnx", _recogniser)):
-        if not (folder / file).exists():
-            tmp = folder / f".{file}.tmp"
-            build(tmp)
-            tmp.replace(folder / file)
+        write_once(folder / file, build)
     return root
 
 

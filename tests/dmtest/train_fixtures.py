@@ -54,21 +54,16 @@ def write_motion_init(path: Path, unet_config: dict = TINY_UNET) -> Path:
 
 def write_clips(folder: Path, count: int = 2, frames: int = 8, size: int = 40) -> tuple[Path, Path]:
     """``count`` mp4 clips of a moving square and a WebVid-style CSV (videoid, name)."""
-    import av
+    from train.prepare import write_video
 
     videos = folder / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     rows = ["videoid,name"]
     for clip in range(count):
-        with av.open(str(videos / f"{clip}.mp4"), mode="w") as container:
-            stream = container.add_stream("libx264", rate=8)
-            stream.width = stream.height = size
-            stream.pix_fmt = "yuv420p"
-            for f in range(frames):
-                image = np.full((size, size, 3), 40 * clip, np.uint8)
-                image[10:20, 2 + 3 * f:12 + 3 * f] = 255
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-            container.mux(stream.encode())
+        images = np.full((frames, size, size, 3), 40 * clip, np.uint8)
+        for f in range(frames):
+            images[f, 10:20, 2 + 3 * f:12 + 3 * f] = 255
+        write_video(str(videos / f"{clip}.mp4"), images, 8)
         rows.append(f"{clip},a square moving {'left' if clip else 'right'}")
     csv = folder / "clips.csv"
     csv.write_text("\n".join(rows) + "\n")
