@@ -47,7 +47,7 @@ class Models:
     def __init__(self, host: InProcessHost):
         import nodes
 
-        self.nodes = nodes
+        self.nodes, self.host = nodes, host
         model, clip, _ = nodes.CheckpointLoaderSimple().load_checkpoint(fixtures.SMALL_CKPT)[:3]
         self.plain, self.clip = model, clip
         self.text = text_conds(clip)
@@ -66,22 +66,23 @@ class Models:
         self.guided_motion = host.pack_module("nodes.guider_patch").attach_guider(
             self.motion, guider, tokens, {"face": 1.0, "cloth": 1.0}, 0.0, 1.0)
 
+    def windowed(self, model, context_length: int):
+        """``model`` sampling in context windows of ``context_length`` frames (overlap a quarter); and the options."""
+        options = self.host.pack_module("dreamoving.context_windows").ContextOptions(context_length, context_length // 4)
+        return self.host.pack_module("nodes.context_patch").attach_context_windows(model, options), options
+
     def controlled(self, control, frames: int, size: int):
         """positive/negative with ``control`` applied to ``frames`` hint frames."""
         hint = torch.rand(frames, size, size, 3, generator=torch.Generator().manual_seed(1))
         return self.nodes.ControlNetApplyAdvanced().apply_controlnet(*self.text, control, hint, 1.0, 0.0, 1.0)[:2]
 
 
-def sample(model, conds, frames: int, size: int, steps: int, context_length: int | None = None) -> float:
+def sample(model, conds, frames: int, size: int, steps: int) -> float:
     """Seconds per sampling step (cond + uncond: ``conds``) of ``model`` on a ``frames``-frame latent."""
     import nodes
 
     positive, negative = conds
     latent = {"samples": torch.zeros(frames, 4, size // 8, size // 8)}
-    if context_length:
-        from_pack = sys.modules[next(k for k in sys.modules if k.endswith(".nodes.context_patch"))]
-        options = sys.modules[next(k for k in sys.modules if k.endswith(".dreamoving.context_windows"))]
-        model = from_pack.attach_context_windows(model, options.ContextOptions(context_length, context_length // 4))
     start = time.perf_counter()
     nodes.common_ksampler(model, 0, steps, 7.0, "euler", "normal", positive, negative, latent)
     return (time.perf_counter() - start) / steps

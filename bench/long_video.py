@@ -49,13 +49,13 @@ def one(length: int, context: int, size: int, steps: int) -> dict:
     from harness import Models, sample, start_host
 
     models = Models(start_host())
-    sample(models.motion, models.text, min(length, context), size, 1, context_length=context)  # warm-up and load
+    windowed, options = models.windowed(models.motion, context)
+    sample(windowed, models.text, min(length, context), size, 1)  # warm-up and load
     with PeakMemory() as peak:
-        seconds = sample(models.motion, models.text, length, size, steps, context_length=context)
+        seconds = sample(windowed, models.text, length, size, steps)
     estimate = models.motion.model.memory_required([2 * min(length, context), 4, size // 8, size // 8])
-    from dreamoving.context_windows import ContextOptions, context_windows
-
-    evaluated = sum(len(w) for w in context_windows(length, ContextOptions(context, context // 4)))
+    windows = models.host.pack_module("dreamoving.context_windows").context_windows(length, options)
+    evaluated = sum(len(w) for w in windows)
     return {"frames": length, "s_per_step": seconds, "ms_per_frame_step": 1000 * seconds / length,
             "evaluated_per_frame": evaluated / length, "ms_per_evaluated_frame": 1000 * seconds / evaluated,
             "peak_MiB": peak.bytes / 2 ** 20, "comfy_estimate_MiB": estimate / 2 ** 20}
