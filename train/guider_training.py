@@ -113,7 +113,7 @@ class GuiderImages(torch.utils.data.Dataset):
     ``prepare_features``); a random crop (seeded by index) resized to ``resolution``."""
 
     def __init__(self, folder: str, resolution: int):
-        self.images = sorted(p for ext in ("png", "jpg", "jpeg") for p in glob.glob(os.path.join(folder, f"*.{ext}")))
+        self.images = image_paths(folder)
         missing = [p for p in self.images if not os.path.isfile(_features_path(p))]
         if not self.images or missing:
             raise FileNotFoundError(f"'{folder}': no images, or features missing (run prepare_features): {missing[:2]}")
@@ -135,6 +135,11 @@ class GuiderImages(torch.utils.data.Dataset):
             caption = f.read().strip()
         return {"pixels": resize_center_crop(image[None, top:top + side, left:left + side], self.resolution),
                 "caption": caption, "features": load_file(_features_path(path))}
+
+
+def image_paths(folder: str) -> list[str]:
+    """The stage 1 images of ``folder`` (png, jpg), sorted."""
+    return sorted(p for ext in ("png", "jpg", "jpeg") for p in glob.glob(os.path.join(folder, f"*.{ext}")))
 
 
 def _features_path(image_path: str) -> str:
@@ -166,7 +171,7 @@ def prepare_features(folder: str, clip_source: str, face_analyzer) -> int:
     def hidden(rgb):
         return clip(**processor(images=[rgb], return_tensors="pt"), output_hidden_states=True).hidden_states[-2][0]
 
-    paths = sorted(p for ext in ("png", "jpg", "jpeg") for p in glob.glob(os.path.join(folder, f"*.{ext}")))
+    paths = image_paths(folder)
     for path in paths:
         rgb = np.asarray(Image.open(path).convert("RGB"))
         try:
