@@ -77,24 +77,42 @@ class Models:
         return self.nodes.ControlNetApplyAdvanced().apply_controlnet(*self.text, control, hint, 1.0, 0.0, 1.0)[:2]
 
 
-def sample(model, conds, frames: int, size: int, steps: int) -> float:
-    """Seconds per sampling step (cond + uncond: ``conds``) of ``model`` on a ``frames``-frame latent."""
-    import nodes
+def run(model, conds, frames: int, size: int, steps: int, callback=None) -> None:
+    """One sampling run (cond + uncond: ``conds``) of ``model`` on a ``frames``-frame latent; loads the models."""
+    import comfy.sample
 
     positive, negative = conds
-    latent = {"samples": torch.zeros(frames, 4, size // 8, size // 8)}
-    start = time.perf_counter()
-    nodes.common_ksampler(model, 0, steps, 7.0, "euler", "normal", positive, negative, latent)
-    return (time.perf_counter() - start) / steps
+    latent = torch.zeros(frames, 4, size // 8, size // 8)
+    comfy.sample.sample(model, comfy.sample.prepare_noise(latent, 0), steps, 7.0, "euler", "normal", positive,
+                        negative, latent, callback=callback, disable_pbar=True, seed=0)
+
+
+def step_seconds(model, conds, frames: int, size: int, steps: int) -> list[float]:
+    """Seconds of each sampling step after the first (the first also loads models, prepares hints and
+    estimates memory)."""
+    if steps < 2:
+        raise ValueError(f"steps: at least 2 (the first is set-up), got {steps}")
+    stamps = []
+
+    def stamp(*_):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    run(model, conds, frames, size, steps, stamp)
+    return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
 def flops_per_step(model, conds, frames: int, size: int) -> float:
-    """FLOPs of one sampling step, counted by torch's FlopCounterMode on the real forward."""
+    """FLOPs of one sampling step after the first (two steps minus one), by torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
-        sample(model, conds, frames, size, 1)
-    return float(counter.get_total_flops())
+    counts = []
+    for steps in (1, 2):
+        with FlopCounterMode(display=False) as counter:
+            run(model, conds, frames, size, steps)
+        counts.append(counter.get_total_flops())
+    return float(counts[1] - counts[0])
 
 
 def machine() -> dict:

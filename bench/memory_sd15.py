@@ -10,7 +10,7 @@ import argparse
 
 import torch
 
-from harness import report, sample, start_host, text_conds
+from harness import report, run, start_host, step_seconds, text_conds
 from long_video import PeakMemory
 
 
@@ -19,7 +19,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=64 if cuda else 4)
     parser.add_argument("--size", type=int, default=512 if cuda else 128)
-    parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=2, help="steps; all but the first are timed")
     args = parser.parse_args()
     start_host()
     from dmtest import fixtures
@@ -32,10 +32,10 @@ def main():
     motion = nodes.NODE_CLASS_MAPPINGS["DreaMovingMotionUNetLoader"].execute(
         model, fixtures.FULL_MM, 1.0, 1.0, "autoselect").result[0]
     conds = text_conds(clip)
-    sample(motion, conds, 1, 64, 1)  # loads the models
+    run(motion, conds, 1, 64, 1)  # loads the models
     estimate = motion.model.memory_required([2 * args.frames, 4, args.size // 8, args.size // 8])
     with PeakMemory() as peak:  # the weights are loaded (and the motion blocks injected) before this
-        seconds = sample(motion, conds, args.frames, args.size, args.steps)
+        seconds = min(step_seconds(motion, conds, args.frames, args.size, args.steps))
     weights = comfy.model_management.module_size(motion.model.diffusion_model)
     report(f"motion U-Net at SD1.5 size, {args.frames} frames, {args.size}x{args.size}, {motion.model.get_dtype()}",
            ["frames", "size", "s/step", "peak MiB above loaded weights", "ComfyUI activation estimate MiB",

@@ -174,9 +174,14 @@ class ContentGuider(nn.Module):
 
 def guided_attention(q: torch.Tensor, text_out: torch.Tensor, terms: list[tuple[float, torch.Tensor, torch.Tensor]],
                      heads: int, attention: AttentionCallable = sdpa_attention) -> torch.Tensor:
-    """Eq. 1: the text attention output plus ``weight * Attn(q, k, v)`` for each image stream."""
+    """Eq. 1: the text attention output plus ``weight * Attn(q, k, v)`` for each image stream.
+
+    ``k``, ``v``: ``[g, n, c]`` where ``g`` divides q's batch; consecutive q rows (a video's frames) share one
+    K/V, and attend to it as one long query sequence instead of a K/V copy per row.
+    """
     out = text_out
     for weight, k, v in terms:
         if weight != 0:
-            out = out + weight * attention(q, k, v, heads)
+            grouped = q.reshape(k.shape[0], -1, q.shape[-1])
+            out = out + weight * attention(grouped, k, v, heads).view(q.shape[0], q.shape[1], -1)
     return out

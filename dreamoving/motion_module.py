@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from einops import rearrange
 from torch import nn
 
 from .attention import AttentionCallable, sdpa_attention
@@ -54,17 +53,14 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.ModuleList([operations.Linear(dim, dim), nn.Dropout(0.0)])
         self.pos_encoder = PositionalEncoding(dim, pe_len) if pe_len else None
 
-    def forward(self, x: torch.Tensor, frames: int, scale: float = 1.0,
-                attention: AttentionCallable = sdpa_attention) -> torch.Tensor:
-        tokens = x.shape[1]
-        x = rearrange(x, "(b f) d c -> (b d) f c", f=frames)
+    def forward(self, x: torch.Tensor, scale: float = 1.0, attention: AttentionCallable = sdpa_attention) -> torch.Tensor:
+        """``x``: ``[(b d), f, c]``, one sequence of frames per spatial position."""
         if self.pos_encoder is not None:
             x = self.pos_encoder(x)
         q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)
         if scale != 1.0:
             k = k * scale  # sharpens (>1) or flattens (<1) the temporal attention, as AnimateDiff-Evolved's scale
-        out = self.to_out[0](attention(q, k, v, self.heads))
-        return rearrange(out, "(b d) f c -> (b f) d c", d=tokens)
+        return self.to_out[0](attention(q, k, v, self.heads))
 
 
 class GEGLU(nn.Module):
@@ -99,9 +95,9 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim, ff_inner, operations)
         self.ff_norm = operations.LayerNorm(dim)
 
-    def forward(self, x, frames, scale=1.0, attention=sdpa_attention):
+    def forward(self, x, scale=1.0, attention=sdpa_attention):
         for attn, norm in zip(self.attention_blocks, self.norms):
-            x = attn(norm(x), frames, scale, attention) + x
+            x = attn(norm(x), scale, attention) + x
         return self.ff(self.ff_norm(x)) + x
 
 
@@ -119,13 +115,15 @@ class TemporalTransformer3DModel(nn.Module):
         self.proj_out = operations.Linear(channels, channels)
 
     def forward(self, x, frames, scale=1.0, attention=sdpa_attention):
+        """``x``: ``[(b f), c, h, w]``. The blocks run on ``[(b h w), f, c]``: one layout change in, one out."""
         bf, c, h, w = x.shape
-        hidden = self.norm(x).permute(0, 2, 3, 1).reshape(bf, h * w, c)
+        b = bf // frames
+        hidden = self.norm(x).reshape(b, frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
         hidden = self.proj_in(hidden)
         for block in self.transformer_blocks:
-            hidden = block(hidden, frames, scale, attention)
-        hidden = self.proj_out(hidden)
-        return hidden.reshape(bf, h, w, c).permute(0, 3, 1, 2).contiguous() + x
+            hidden = block(hidden, scale, attention)
+        hidden = self.proj_out(hidden).view(b, h, w, frames, c).permute(0, 3, 4, 1, 2)
+        return (x.view(b, frames, c, h, w) + hidden).reshape(bf, c, h, w)
 
 
 class VanillaTemporalModule(nn.Module):

@@ -31,7 +31,6 @@ class WindowedCondBatch:
 
     def __init__(self, options: ContextOptions):
         self.options = options
-        self._controls: dict[tuple[int, tuple[int, ...]], tuple[object, object]] = {}
 
     def __call__(self, executor, model, conds, x_in, timestep, model_options):
         frames = x_in.shape[0]
@@ -42,7 +41,8 @@ class WindowedCondBatch:
         for window in context_windows(frames, self.options, self._step(timestep, model_options)):
             comfy.model_management.throw_exception_if_processing_interrupted()
             index = torch.tensor(window, device=x_in.device)
-            sub_conds = [None if c is None else [self._window_cond(d, window, index, frames, model) for d in c]
+            copies = {}  # id(control) -> its window copy, shared by cond and uncond so that they still batch
+            sub_conds = [None if c is None else [self._window_cond(d, index, frames, model, copies) for d in c]
                          for c in conds]
             sub_out = executor(model, sub_conds, x_in[index], timestep[index], model_options)
             weights = fuse_weights(window, frames, self.options).to(x_in)
@@ -59,25 +59,25 @@ class WindowedCondBatch:
         match = torch.nonzero(torch.isclose(sigmas, timestep[0].to(sigmas), rtol=1e-4))
         return int(match[0]) if len(match) else 0
 
-    def _window_cond(self, cond: dict, window, index, frames, model) -> dict:
+    def _window_cond(self, cond: dict, index, frames, model, copies: dict) -> dict:
         out = {}
         for key, value in cond.items():
             if key == "control" and value is not None:
-                out[key] = self._window_control(value, tuple(window), index, frames, model)
+                out[key] = self._window_control(value, index, frames, model, copies)
             elif isinstance(value, dict):
                 out[key] = {k: _window_value(v, index, frames) for k, v in value.items()}
             else:
                 out[key] = _window_value(value, index, frames)
         return out
 
-    def _window_control(self, control, window: tuple[int, ...], index, frames, model):
-        """A copy of ``control`` (and its chain) whose per-frame hints are the window's; cached per window."""
-        key = (id(control), window)
-        if key not in self._controls:
-            copy = self._copy_chain(control, index, frames)
-            copy.pre_run(model, model.model_sampling.percent_to_sigma)
-            self._controls[key] = (control, copy)  # the original is kept so that its id stays unique
-        return self._controls[key][1]
+    def _window_control(self, control, index, frames, model, copies: dict):
+        """A copy of ``control`` (and its chain) whose per-frame hints are the window's. Made for each window
+        evaluation and dropped after it, so prepared hints never pile up over windows or steps: memory stays
+        that of one window whatever the video length."""
+        if id(control) not in copies:
+            copies[id(control)] = self._copy_chain(control, index, frames)
+            copies[id(control)].pre_run(model, model.model_sampling.percent_to_sigma)
+        return copies[id(control)]
 
     def _copy_chain(self, control, index, frames):
         if hasattr(control, "window_copy"):  # our Video ControlNet: fits control frames and mask first

@@ -77,16 +77,13 @@ class GuidedCrossAttention:
         sigma = float(extra_options["sigmas"][0]) if "sigmas" in extra_options else None
         if sigma is None or self.sigma_end <= sigma <= self.sigma_start:
             chunks = extra_options.get("cond_or_uncond") or [0]
-            per_chunk = q.shape[0] // len(chunks)
             layer = self.guider.layers[self.layer]
             attention_terms = []
             for term in self.terms:
                 if term.weight == 0:
                     continue
                 tokens = torch.cat([(term.cond, term.uncond)[min(c, 1)] for c in chunks]).to(q)
-                keys, values = layer.kv(term.stream, tokens)  # one K/V per chunk, shared by its frames
-                attention_terms.append((term.weight, keys.repeat_interleave(per_chunk, 0),
-                                        values.repeat_interleave(per_chunk, 0)))
+                attention_terms.append((term.weight, *layer.kv(term.stream, tokens)))  # one K/V per chunk
             out = guided_attention(q, out, attention_terms, heads, comfy_attention.optimized_attention)
         for callback, kwargs in self.callbacks:
             if sigma is None or kwargs.get("sigma_end", 0.0) <= sigma <= kwargs.get("sigma_start", float("inf")):

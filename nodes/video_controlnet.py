@@ -20,6 +20,8 @@ from ..dreamoving.motion_module import MotionModel
 from ..dreamoving.unet_layout import UNetLayout
 from .motion_patch import insert_position
 
+MEMO_ATTRIBUTE = "dreamoving_guided_hint"  # (hint_frames, hint block output) on a prepared hint tensor
+
 
 class VideoControlModel(torch.nn.Module):
     """ComfyUI's ControlNet network run block by block with the motion blocks in between."""
@@ -38,11 +40,23 @@ class VideoControlModel(torch.nn.Module):
         module = self._after.get(where)
         return h if module is None else module(h, frames, attention=comfy_attention.optimized_attention)
 
-    def forward(self, x, hint, timesteps, context, video_frames=None, y=None, **kwargs):
+    def _guided_hint(self, hint, emb, context, hint_frames):
+        """The hint block's output. With ``hint_frames`` the hint repeats every ``hint_frames`` rows (one copy per
+        cond/uncond chunk): the block runs on one copy, once per prepared hint tensor (it depends on neither x nor
+        t), and the result rides on that tensor, so it lives as long as ComfyUI keeps the hint."""
+        if hint_frames is None or hint.shape[0] % hint_frames:
+            return self.control.input_hint_block(hint, emb, context)
+        memo = getattr(hint, MEMO_ATTRIBUTE, None)
+        if memo is None or memo[0] != hint_frames:
+            memo = (hint_frames, self.control.input_hint_block(hint[:hint_frames], emb, context))
+            setattr(hint, MEMO_ATTRIBUTE, memo)
+        return memo[1]
+
+    def forward(self, x, hint, timesteps, context, video_frames=None, y=None, hint_frames=None, **kwargs):
         net = self.control
         frames = video_frames or x.shape[0]
         emb = net.time_embed(timestep_embedding(timesteps, net.model_channels, repeat_only=False).to(x.dtype))
-        guided_hint = net.input_hint_block(hint, emb, context)
+        guided_hint = self._guided_hint(hint, emb, context, hint_frames)
         if net.num_classes is not None:
             emb = emb + net.label_emb(y)
         outputs = []
@@ -50,13 +64,20 @@ class VideoControlModel(torch.nn.Module):
         for i, (block, zero_conv) in enumerate(zip(net.input_blocks, net.zero_convs)):
             h = block(h, emb, context)
             if i == 0:
-                h = h + guided_hint
+                h = _add_per_frame(h, guided_hint)
             h = self._motion(("input_blocks", i), h, frames)
             outputs.append(zero_conv(h, emb, context))
         h = net.middle_block[:self.mid_split](h, emb, context)
         h = self._motion(("middle_block", 0), h, frames)
         h = net.middle_block[self.mid_split:](h, emb, context)
         return {"middle": [net.middle_block_out(h, emb, context)], "output": outputs}
+
+
+def _add_per_frame(h: torch.Tensor, per_frame: torch.Tensor) -> torch.Tensor:
+    """``h + per_frame`` where ``per_frame`` holds 1 row, h's rows, or rows that repeat along h's batch."""
+    if per_frame.shape[0] in (1, h.shape[0]):
+        return h + per_frame
+    return (h.unflatten(0, (-1, per_frame.shape[0])) + per_frame).flatten(0, 1)
 
 
 class VideoControlNet(comfy.controlnet.ControlNet):
@@ -93,6 +114,7 @@ class VideoControlNet(comfy.controlnet.ControlNet):
         if hint is not self.cond_hint_original:
             self.cond_hint_original, self.cond_hint = hint, None
         self.extra_args["video_frames"] = frames
+        self.extra_args["hint_frames"] = hint.shape[0]  # ComfyUI repeats the hint per cond/uncond chunk
         return super().get_control(x_noisy, t, cond, batched_number, transformer_options)
 
     def control_merge(self, control, control_prev, output_dtype):

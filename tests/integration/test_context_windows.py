@@ -68,3 +68,40 @@ def test_native_controlnet_inside_windows_runs(pack_host):
     prompt["5"]["inputs"].update({"positive": ["22", 0], "negative": ["22", 1]})
     out = pack_host.run(prompt)["5"][0][0]["samples"]
     assert out.shape == (80, 4, 8, 8) and torch.isfinite(out).all()
+
+
+def test_window_control_copies_do_not_outlive_their_window(pack_host):
+    """A window's ControlNet copies (with their prepared hints) are gone once the window ran: memory does not
+    grow with video length or steps."""
+    import gc
+    import weakref
+
+    import comfy.controlnet
+
+    patch = pack_host.pack_module("nodes.context_patch")
+    windows_mod = pack_host.pack_module("dreamoving.context_windows")
+    frames = 40
+    hint = torch.rand(frames, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    net = comfy.controlnet.load_controlnet(str(fixtures.model_folders()["controlnet"] / fixtures.SMALL_CN))
+    pose = net.copy().set_cond_hint(hint, 1.0, (0.0, 1.0))
+    depth = net.copy().set_cond_hint(hint, 0.5, (0.0, 1.0)).set_previous_controlnet(pose)
+    seen = []
+
+    def executor(model, conds, x_in, timestep, model_options):
+        control = conds[0][0]["control"]
+        assert conds[1][0]["control"] is control
+        control.cond_hint = control.previous_controlnet.cond_hint = torch.ones(1)  # as get_control prepares them
+        seen.extend([weakref.ref(control), weakref.ref(control.previous_controlnet)])
+        return [x_in, x_in]
+
+    options = windows_mod.ContextOptions(16, 4, "uniform", "flat")
+    wrapper = patch.WindowedCondBatch(options)
+    model = SimpleNamespace(model_sampling=SimpleNamespace(percent_to_sigma=lambda p: 10.0 * (1 - p)))
+    sigmas = torch.tensor([3.0, 2.0, 1.0])
+    cond = [{"model_conds": {}, "control": depth}]
+    for step in (1, 2):
+        wrapper(executor, model, [cond, cond], torch.zeros(frames, 4, 8, 8), sigmas[step].repeat(frames),
+                {"transformer_options": {"sample_sigmas": sigmas}})
+    gc.collect()
+    assert len(seen) == 2 * sum(len(windows_mod.context_windows(frames, options, s)) for s in (1, 2))
+    assert all(ref() is None for ref in seen), "no window copy outlives its window"

@@ -65,6 +65,19 @@ def test_eq1_equals_direct_computation():
         assert torch.equal(text_only, attn(q, k_t, v_t)), "a_f = a_c = 0 is exactly text-only attention"
 
 
+def test_kv_shared_by_consecutive_rows_equals_per_row_kv():
+    """K/V per video (cond, uncond) attended by all its frames equal the K/V repeated for every frame."""
+    q, _, _ = text_inputs(CHANNELS[0], batch=6, seed=7)
+    gen = torch.Generator().manual_seed(8)
+    k, v = torch.randn(2, 4, CHANNELS[0], generator=gen), torch.randn(2, 4, CHANNELS[0], generator=gen)
+    zero = torch.zeros_like(q)
+    shared = guided_attention(q, zero, [(0.6, k, v)], HEADS)
+    per_row = guided_attention(q, zero, [(0.6, k.repeat_interleave(3, 0), v.repeat_interleave(3, 0))], HEADS)
+    assert shared.shape == q.shape
+    torch.testing.assert_close(shared, per_row, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(shared[:3], 0.6 * attn(q[:3], k[:1].expand(3, -1, -1), v[:1].expand(3, -1, -1)))
+
+
 @pytest.mark.parametrize("layout", ["safetensors", "bin"])
 def test_ip_adapter_plus_in_cloth_stream_equals_ip_adapter_formula(tmp_path, layout):
     sd = ipadapter.plus_tensors(CHANNELS, seed=3)
