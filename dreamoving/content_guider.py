@@ -183,5 +183,5 @@ def guided_attention(q: torch.Tensor, text_out: torch.Tensor, terms: list[tuple[
     for weight, k, v in terms:
         if weight != 0:
             grouped = q.reshape(k.shape[0], -1, q.shape[-1])
-            out = out + weight * attention(grouped, k, v, heads).view(q.shape[0], q.shape[1], -1)
+            out = out + weight * attention(grouped, k, v, heads).reshape(q.shape)
     return out

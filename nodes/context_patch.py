@@ -74,10 +74,11 @@ class WindowedCondBatch:
         """A copy of ``control`` (and its chain) whose per-frame hints are the window's. Made for each window
         evaluation and dropped after it, so prepared hints never pile up over windows or steps: memory stays
         that of one window whatever the video length."""
-        if id(control) not in copies:
-            copies[id(control)] = self._copy_chain(control, index, frames)
-            copies[id(control)].pre_run(model, model.model_sampling.percent_to_sigma)
-        return copies[id(control)]
+        copy = copies.get(id(control))
+        if copy is None:
+            copy = copies[id(control)] = self._copy_chain(control, index, frames)
+            copy.pre_run(model, model.model_sampling.percent_to_sigma)
+        return copy
 
     def _copy_chain(self, control, index, frames):
         if hasattr(control, "window_copy"):  # our Video ControlNet: fits control frames and mask first
