@@ -2,25 +2,32 @@
 Guider, each as a ratio to the plain U-Net measured in the same run, beside the ratio their FLOP counts
 predict. Also the Video ControlNet against a native ControlNet (same file) + the plain motion U-Net.
 
-A step's time is the fastest of ``--repeats`` x (``--steps`` - 1) timed steps (the first step of a run is
-set-up and not timed), with the variants interleaved so that load changes on the machine hit them alike;
-"spread" is the slowest timed step over the fastest, a measure of the run's noise.
+The variants run one after another in ``--repeats`` rounds. In a round, a variant's step time is the median of
+its timed steps (the first step of a run is set-up and not timed) and its ratio is taken against the plain
+U-Net of the same round, so load changes on the machine between rounds cancel out. The reported ratio is the
+median over rounds; "rounds" gives the lowest and highest round's ratio, a measure of the run's noise.
 
-    python bench/cost_per_frame.py [--frames 16 32 64] [--size 128] [--steps 3] [--repeats 2]
+    python bench/cost_per_frame.py [--frames 16 32 64] [--size 128] [--steps 4] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
+from statistics import median
 
 from harness import Models, flops_per_step, report, run, start_host, step_seconds
+
+
+def round_ratios(rounds: list[dict], name: str, base: str) -> list[float]:
+    """``name``'s step time over ``base``'s, one ratio per round."""
+    return [r[name] / r[base] for r in rounds]
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--size", type=int, default=128, help="pixels (latent = size / 8)")
-    parser.add_argument("--steps", type=int, default=3, help="steps per run; all but the first are timed")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per variant, interleaved")
+    parser.add_argument("--steps", type=int, default=4, help="steps per run; all but the first are timed")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of all variants")
     args = parser.parse_args()
     models = Models(start_host())
     rows = []
@@ -31,23 +38,26 @@ def main():
                     "motion+VideoCN+guider": (models.guided_motion, full),
                     "motion+nativeCN": (models.motion, native), "motion+VideoCN": (models.motion, full)}
         run(models.plain, models.text, frames, args.size, 1)  # warm-up: loads the models
-        timed = {name: [] for name in variants}
-        for _ in range(args.repeats):
-            for name, (m, c) in variants.items():
-                timed[name] += step_seconds(m, c, frames, args.size, args.steps)
-        measured = {name: min(times) for name, times in timed.items()}
+        rounds = [{name: median(step_seconds(m, c, frames, args.size, args.steps)) for name, (m, c) in variants.items()}
+                  for _ in range(args.repeats)]
         flops = {name: flops_per_step(m, c, frames, args.size) for name, (m, c) in variants.items()}
         for name in variants:
-            ratio, predicted = measured[name] / measured["plain"], flops[name] / flops["plain"]
-            rows.append([frames, name, measured[name], measured[name] / frames, ratio, predicted,
-                         ratio / predicted - 1.0, max(timed[name]) / measured[name] - 1.0])
-        video_vs_native = (measured["motion+VideoCN"] / measured["motion+nativeCN"],
-                           flops["motion+VideoCN"] / flops["motion+nativeCN"])
-        rows.append([frames, "VideoCN / (nativeCN + motion)", "", "", video_vs_native[0], video_vs_native[1],
-                     video_vs_native[0] / video_vs_native[1] - 1.0, ""])
+            seconds, ratios = median(r[name] for r in rounds), round_ratios(rounds, name, "plain")
+            predicted = flops[name] / flops["plain"]
+            rows.append([frames, name, seconds, seconds / frames, median(ratios), predicted,
+                         median(ratios) / predicted - 1.0, _range(ratios, predicted) if name != "plain" else ""])
+        ratios = round_ratios(rounds, "motion+VideoCN", "motion+nativeCN")
+        predicted = flops["motion+VideoCN"] / flops["motion+nativeCN"]
+        rows.append([frames, "VideoCN / (nativeCN + motion)", "", "", median(ratios), predicted,
+                     median(ratios) / predicted - 1.0, _range(ratios, predicted)])
     report(f"cost per step, {args.size}x{args.size}, cfg (cond+uncond)",
-           ["frames", "model", "s/step", "s/frame/step", "ratio", "FLOP ratio", "ratio/FLOP-1", "spread"], rows,
+           ["frames", "model", "s/step", "s/frame/step", "ratio", "FLOP ratio", "ratio/FLOP-1", "rounds"], rows,
            {"steps": args.steps, "repeats": args.repeats})
+
+
+def _range(ratios: list[float], predicted: float) -> str:
+    """The lowest and highest round's ratio against the prediction, e.g. ``-3%..+5%``."""
+    return f"{min(ratios) / predicted - 1.0:+.1%}..{max(ratios) / predicted - 1.0:+.1%}"
 
 
 if __name__ == "__main__":
