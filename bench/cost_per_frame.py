@@ -42,22 +42,22 @@ def main():
                   for _ in range(args.repeats)]
         flops = {name: flops_per_step(m, c, frames, args.size) for name, (m, c) in variants.items()}
         for name in variants:
-            seconds, ratios = median(r[name] for r in rounds), round_ratios(rounds, name, "plain")
-            predicted = flops[name] / flops["plain"]
-            rows.append([frames, name, seconds, seconds / frames, median(ratios), predicted,
-                         median(ratios) / predicted - 1.0, _range(ratios, predicted) if name != "plain" else ""])
-        ratios = round_ratios(rounds, "motion+VideoCN", "motion+nativeCN")
-        predicted = flops["motion+VideoCN"] / flops["motion+nativeCN"]
-        rows.append([frames, "VideoCN / (nativeCN + motion)", "", "", median(ratios), predicted,
-                     median(ratios) / predicted - 1.0, _range(ratios, predicted)])
+            seconds = median(r[name] for r in rounds)
+            compared = _against_flops(round_ratios(rounds, name, "plain"), flops[name] / flops["plain"])
+            rows.append([frames, name, seconds, seconds / frames, *compared[:3], compared[3] if name != "plain" else ""])
+        rows.append([frames, "VideoCN / (nativeCN + motion)", "", "",
+                     *_against_flops(round_ratios(rounds, "motion+VideoCN", "motion+nativeCN"),
+                                     flops["motion+VideoCN"] / flops["motion+nativeCN"])])
     report(f"cost per step, {args.size}x{args.size}, cfg (cond+uncond)",
            ["frames", "model", "s/step", "s/frame/step", "ratio", "FLOP ratio", "ratio/FLOP-1", "rounds"], rows,
            {"steps": args.steps, "repeats": args.repeats})
 
 
-def _range(ratios: list[float], predicted: float) -> str:
-    """The lowest and highest round's ratio against the prediction, e.g. ``-3%..+5%``."""
-    return f"{min(ratios) / predicted - 1.0:+.1%}..{max(ratios) / predicted - 1.0:+.1%}"
+def _against_flops(ratios: list[float], predicted: float) -> list:
+    """Columns ratio, FLOP ratio, ratio/FLOP-1 (median round) and rounds (lowest..highest round, e.g. -3%..+5%)."""
+    ratio = median(ratios)
+    return [ratio, predicted, ratio / predicted - 1.0,
+            f"{min(ratios) / predicted - 1.0:+.1%}..{max(ratios) / predicted - 1.0:+.1%}"]
 
 
 if __name__ == "__main__":
