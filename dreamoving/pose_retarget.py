@@ -3,8 +3,9 @@
 Every limb of the driving skeleton keeps its direction in every frame (so joint angles and the motion are
 unchanged) and is scaled to the reference's length for that limb (per-limb ratio reference / driving,
 the driving length taken as its median over the video, so foreshortening still shows). The neck follows
-the driving neck's path, scaled by the torso ratio, from the reference's neck position. Hands and face
-move rigidly with their wrist and nose. Keypoints are smoothed over time first.
+the driving neck's path, scaled by the torso ratio, from the reference's neck position. Hands, face and each
+foot (SDPose's or BODY_25's feet) move rigidly with their wrist, nose or ankle, scaled like the limb ending
+there. Body keypoints are smoothed over time first.
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ NECK = 1
 BODY_TREE = [(1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7),
              (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13)]
 TORSO = [(1, 8), (1, 11)]
+# points carried by a body joint, scaled like the limb ending there: (Person field, its rows, joint, limb)
+ATTACHED = [("left_hand", slice(None), 7, (6, 7)), ("right_hand", slice(None), 4, (3, 4)),
+            ("face", slice(None), 0, (1, 0)), ("feet", slice(0, 3), 13, (12, 13)), ("feet", slice(3, 6), 10, (9, 10))]
 
 
 def _visible(points: np.ndarray) -> np.ndarray:
@@ -83,17 +87,19 @@ def retarget(driving: list[PoseFrame], reference: PoseFrame, smooth_frames: int 
             if src[child, 2] >= MIN_CONFIDENCE and body[parent, 2] >= MIN_CONFIDENCE:
                 body[child, :2] = body[parent, :2] + (src[child, :2] - src[parent, :2]) * ratios[(parent, child)]
                 body[child, 2] = src[child, 2]
-        person = Person(body, *(_attached(getattr(frame.people[0], part), src, body, joint, ratios[limb])
-                                for part, joint, limb in (("left_hand", 7, (6, 7)), ("right_hand", 4, (3, 4)),
-                                                          ("face", 0, (1, 0)))))
-        out.append(PoseFrame(reference.width, reference.height, [person]))
+        parts = {}
+        for part, rows, joint, limb in ATTACHED:
+            points = getattr(frame.people[0], part)
+            if points is not None:
+                parts.setdefault(part, points.copy())[rows] = _attached(points[rows], src, body, joint, ratios[limb])
+        out.append(PoseFrame(reference.width, reference.height, [Person(body, **parts)]))
     return out
 
 
 def _attached(points, src_body, new_body, joint, ratio):
-    """A hand or face moved rigidly with its body joint and scaled like the limb that carries it."""
-    if points is None or new_body[joint, 2] < MIN_CONFIDENCE:
-        return None if points is None else np.zeros_like(points)  # its joint is gone: all points hidden
+    """Points moved rigidly with their body joint and scaled like the limb that carries it."""
+    if new_body[joint, 2] < MIN_CONFIDENCE:
+        return np.zeros_like(points)  # its joint is gone: all points hidden
     moved = points.copy()
     moved[:, :2] = new_body[joint, :2] + (points[:, :2] - src_body[joint, :2]) * ratio
     return moved

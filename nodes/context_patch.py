@@ -16,6 +16,46 @@ from ..dreamoving.context_windows import ContextOptions, context_windows, fuse_w
 WRAPPER_KEY = "dreamoving_context_windows"
 
 
+def _frames_only(dim: int) -> None:
+    if dim != 0:
+        raise ValueError(f"Context Windows: dim {dim} cuts the latent along a non-frame axis; SD1.5 videos hold "
+                         f"their frames in the batch, so set dim to 0 (or use DreaMoving Sampler)")
+
+
+def core_frame_window(transformer_options: dict):
+    """The window of core's Context Windows node in effect, if any; an error unless it cuts frames (dim 0)."""
+    window = transformer_options.get("context_window")
+    if window is not None:
+        _frames_only(getattr(window, "dim", 0))
+    return window
+
+
+def check_core_context_handler(handler, frames: int) -> None:
+    """Refuse, before sampling, core context windows that cannot cut a ``frames``-frame SD1.5 video: another dim,
+    or a host whose handler matches one timestep per sample (v0.3.64 fails on frames in the batch). The host's own
+    ``set_step`` is asked with a batch of two timesteps."""
+    if frames <= getattr(handler, "context_length", frames):
+        return  # the video fits one window: core runs it whole
+    _frames_only(getattr(handler, "dim", 0))
+    step = getattr(handler, "_step", 0)
+    try:
+        handler.set_step(torch.ones(2), {"transformer_options": {"sample_sigmas": torch.tensor([2.0, 1.0, 0.0])}})
+    except RuntimeError:
+        raise ValueError("Context Windows: this ComfyUI's context windows need one timestep per video, but SD1.5 "
+                         "videos hold their frames in the batch; use DreaMoving Sampler (or ComfyUI 0.33 or newer)")
+    finally:
+        handler._step = step
+
+
+def refuse_unusable_core_windows(executor, model, noise_shape, *args, **kwargs):
+    """PREPARE_SAMPLING wrapper of the motion MODEL: ``check_core_context_handler`` on core's handler, if any."""
+    model_options = kwargs.get("model_options", args[1] if len(args) > 1 else None) or {}
+    handler = model_options.get("context_handler")
+    if handler is not None:
+        check_core_context_handler(handler, noise_shape[0])
+    return executor(model, noise_shape, *args, **kwargs)
+
+
 def _window_value(value, index: torch.Tensor, frames: int):
     """``value`` cut to the window where it has one entry per frame, else ``value`` itself."""
     if isinstance(value, torch.Tensor):

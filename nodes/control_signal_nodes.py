@@ -104,7 +104,8 @@ class PoseRetarget(io.ComfyNode):
 
     @classmethod
     def execute(cls, driving_pose, reference_pose, smooth_frames, body, hands, face) -> io.NodeOutput:
-        frames = retarget(from_pose_keypoint(driving_pose), from_pose_keypoint(reference_pose)[0], smooth_frames)
+        frames = retarget(from_pose_keypoint(driving_pose, "driving_pose"),
+                          from_pose_keypoint(reference_pose, "reference_pose")[0], smooth_frames)
         return io.NodeOutput(_render(frames, body, hands, face), to_pose_keypoint(frames))
 
 

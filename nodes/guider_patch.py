@@ -4,7 +4,11 @@ Each replacement computes the attention that was there (ComfyUI's, or another pa
 replacement, e.g. IPAdapter_plus's) and adds ``a * Attn(Q, K_s, V_s)`` for the face and cloth streams,
 with cond or uncond tokens per chunk by ``cond_or_uncond``. It also speaks IPAdapter_plus's ``add``
 protocol, so IPAdapter applied after us adds its terms here instead of failing. The guider's weights
-ride as an additional model; a deep copy of model_options (ModelPatcher.clone) shares them.
+ride as an additional model.
+
+Isolation: ``add()`` changes the replacement, so every clone of a guided model gets its own replacement
+objects when it is made (an ON_CLONE callback), whether or not the host deep-copies ``model_options``
+(v0.3.64 does; v0.33.0 shares every object that is not a dict or list between clones).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import torch
 
 import comfy.ldm.modules.attention as comfy_attention
 from comfy.ldm.modules.attention import SpatialTransformer
+from comfy.patcher_extension import CallbacksMP
 
 from ..dreamoving.content_guider import ContentGuider, guided_attention
 from .additional_models import riding_patcher
@@ -56,10 +61,19 @@ class GuidedCrossAttention:
         self.callbacks: list[tuple] = []  # IPAdapter_plus's add() protocol
 
     def __deepcopy__(self, memo):
-        """Share the guider (weights) and tokens; copy what another pack may change (the callback list)."""
+        """A deep copy (v0.3.64's clone) shares the guider's weights and tokens, and copies the rest."""
+        return self._copy(copy.deepcopy(self.previous, memo))
+
+    def own_copy(self) -> "GuidedCrossAttention":
+        """The copy a new clone holds: its own callback list (and a guider replacement it wraps copied too);
+        another pack's replacement it wraps is shared, as we never change it."""
+        previous = self.previous.own_copy() if isinstance(self.previous, GuidedCrossAttention) else self.previous
+        return self._copy(previous)
+
+    def _copy(self, previous):
         new = copy.copy(self)
-        new.previous = copy.deepcopy(self.previous, memo)
-        new.callbacks = copy.deepcopy(self.callbacks, memo)
+        new.previous = previous
+        new.callbacks = [(callback, dict(kwargs)) for callback, kwargs in self.callbacks]
         return new
 
     def add(self, callback, **kwargs):
@@ -91,6 +105,14 @@ class GuidedCrossAttention:
         return out
 
 
+def own_guided_attention(parent, clone) -> None:
+    """ON_CLONE callback: ``clone`` replaces each guided attn2 replacement it shares with ``parent`` by its own copy."""
+    attn2 = clone.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+    for key, patch in attn2.items():
+        if isinstance(patch, GuidedCrossAttention):
+            attn2[key] = patch.own_copy()
+
+
 def attach_guider(model, guider: ContentGuider, tokens: dict[str, tuple[torch.Tensor, torch.Tensor]],
                   weights: dict[str, float], start_percent: float, end_percent: float):
     """A clone of ``model`` whose cross-attention layers add the guider's streams (``tokens``: cond, uncond)."""
@@ -110,4 +132,6 @@ def attach_guider(model, guider: ContentGuider, tokens: dict[str, tuple[torch.Te
     replaced = patched.model_options["transformer_options"].get("patches_replace", {}).get("attn2", {})
     for i, (key, _) in enumerate(blocks):
         patched.set_model_attn2_replace(GuidedCrossAttention(guider, i, terms, sigma_range, replaced.get(key)), *key)
+    patched.remove_callbacks_with_key(CallbacksMP.ON_CLONE, GUIDER_KEY)
+    patched.add_callback_with_key(CallbacksMP.ON_CLONE, GUIDER_KEY, own_guided_attention)
     return patched

@@ -11,11 +11,13 @@ import comfy.ldm.modules.attention as comfy_attention
 import comfy.model_sampling
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+import comfy.patcher_extension
 from comfy.patcher_extension import PatcherInjection
 
 from ..dreamoving.motion_module import MotionModel, VanillaTemporalModule
 from ..dreamoving.unet_layout import UNetLayout
 from .additional_models import riding_patcher
+from .context_patch import refuse_unusable_core_windows
 
 MOTION_KEY = "dreamoving_motion"
 # ComfyUI's make_beta_schedule names diffusers' "linear" schedule "sqrt_linear", and "scaled_linear" "linear".
@@ -83,6 +85,9 @@ def attach_motion(model, motion: MotionModel, scale: float, effect: float):
     if not any(handler is run_motion_block for _, handler in handlers):
         patched.set_model_forward_timestep_embed_patch((VanillaTemporalModule, run_motion_block))
     options[MOTION_KEY] = {"scale": float(scale), "effect": float(effect)}
+    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, MOTION_KEY)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, MOTION_KEY,
+                                 refuse_unusable_core_windows)
     return patched
 
 

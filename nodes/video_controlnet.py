@@ -18,9 +18,24 @@ from ..dreamoving.frames import fit_frames
 from ..dreamoving.motion_files import motion_model_from_state_dict
 from ..dreamoving.motion_module import MotionModel
 from ..dreamoving.unet_layout import UNetLayout
+from .context_patch import core_frame_window
 from .motion_patch import insert_position
 
-MEMO_ATTRIBUTE = "dreamoving_guided_hint"  # (hint_frames, hint block output) on a prepared hint tensor
+
+class HintMemo:
+    """The hint block's output for one set of control frames (``source``), computed once and reused for every
+    step and cond/uncond chunk. Keyed by all else it depends on (rows per chunk, size, dtype, device), not by
+    the prepared hint tensor, so it hits however the host keeps its prepared hints (one ``cond_hint``, or one
+    per latent size rebuilt or re-broadcast per call)."""
+
+    def __init__(self, source: torch.Tensor):
+        self.source, self.key, self.value = source, None, None
+
+    def get(self, hint: torch.Tensor, hint_frames: int, compute) -> torch.Tensor:
+        key = (hint_frames, tuple(hint.shape[1:]), hint.dtype, hint.device)
+        if key != self.key:
+            self.key, self.value = key, compute(hint[:hint_frames])
+        return self.value
 
 
 class VideoControlModel(torch.nn.Module):
@@ -40,23 +55,19 @@ class VideoControlModel(torch.nn.Module):
         module = self._after.get(where)
         return h if module is None else module(h, frames, attention=comfy_attention.optimized_attention)
 
-    def _guided_hint(self, hint, emb, context, hint_frames):
+    def _guided_hint(self, hint, emb, context, hint_frames, memo: HintMemo | None):
         """The hint block's output. With ``hint_frames`` the hint repeats every ``hint_frames`` rows (one copy per
-        cond/uncond chunk): the block runs on one copy, once per prepared hint tensor (it depends on neither x nor
-        t), and the result rides on that tensor, so it lives as long as ComfyUI keeps the hint."""
-        if hint_frames is None or hint.shape[0] % hint_frames:
+        cond/uncond chunk): the block runs on one copy, once per ``memo`` (it depends on neither x nor t)."""
+        if memo is None or hint_frames is None or hint.shape[0] % hint_frames:
             return self.control.input_hint_block(hint, emb, context)
-        memo = getattr(hint, MEMO_ATTRIBUTE, None)
-        if memo is None or memo[0] != hint_frames:
-            memo = (hint_frames, self.control.input_hint_block(hint[:hint_frames], emb, context))
-            setattr(hint, MEMO_ATTRIBUTE, memo)
-        return memo[1]
+        return memo.get(hint, hint_frames, lambda rows: self.control.input_hint_block(rows, emb, context))
 
-    def forward(self, x, hint, timesteps, context, video_frames=None, y=None, hint_frames=None, **kwargs):
+    def forward(self, x, hint, timesteps, context, video_frames=None, y=None, hint_frames=None, hint_memo=None,
+                **kwargs):
         net = self.control
         frames = video_frames or x.shape[0]
         emb = net.time_embed(timestep_embedding(timesteps, net.model_channels, repeat_only=False).to(x.dtype))
-        guided_hint = self._guided_hint(hint, emb, context, hint_frames)
+        guided_hint = self._guided_hint(hint, emb, context, hint_frames, hint_memo)
         if net.num_classes is not None:
             emb = emb + net.label_emb(y)
         outputs = []
@@ -85,6 +96,9 @@ class VideoControlNet(comfy.controlnet.ControlNet):
 
     frame_mode = "error"
     mask = None  # [1 or frames, H, W]
+    hint_memo = None  # HintMemo of this object's control frames; never shared with a copy
+    core_window = None  # (window indices, its copy) under core's Context Windows; None on a window's copy
+    follows_core_windows = True
 
     def copy(self):
         c = VideoControlNet(None, global_average_pooling=self.global_average_pooling, load_device=self.load_device,
@@ -108,14 +122,44 @@ class VideoControlNet(comfy.controlnet.ControlNet):
         c.mask = mask if mask is None or mask.shape[0] == 1 else mask[index.to(mask.device)]
         return c
 
+    def _core_window_copy(self, window):
+        """The copy for core's current context window (ComfyUI's Context Windows node around the MODEL): core cuts
+        latents and conditioning but hands the ControlNet its whole video, so the control frames are cut here to
+        the window's indices, as the host's own window object computes them."""
+        full = getattr(window, "total_frames", 0) or self.cond_hint_original.shape[0]
+        index = window.get_tensor(torch.arange(full))
+        if int(index.max()) >= full:
+            raise ValueError(f"Video ControlNet control frames: a context window asks for frame {int(index.max())} "
+                             f"of {full} control frames; give one control frame per video frame (frame_mode "
+                             f"'error') or use DreaMoving Sampler")
+        key = tuple(index.tolist())
+        if self.core_window is None or self.core_window[0] != key:
+            copy = self.window_copy(index, full)
+            copy.follows_core_windows = False
+            copy.timestep_range, copy.model_sampling_current = self.timestep_range, self.model_sampling_current
+            copy.previous_controlnet = self.previous_controlnet  # cuts its own frames when it is ours
+            self.core_window = (key, copy)
+        return self.core_window[1]
+
     def get_control(self, x_noisy, t, cond, batched_number, transformer_options):
+        window = core_frame_window(transformer_options) if self.follows_core_windows else None
+        if window is not None:
+            return self._core_window_copy(window).get_control(x_noisy, t, cond, batched_number, transformer_options)
         frames = x_noisy.shape[0] // batched_number
         hint, self.mask = self._fit(frames)
         if hint is not self.cond_hint_original:
             self.cond_hint_original, self.cond_hint = hint, None
+        if self.hint_memo is None or self.hint_memo.source is not hint:
+            self.hint_memo = HintMemo(hint)
         self.extra_args["video_frames"] = frames
         self.extra_args["hint_frames"] = hint.shape[0]  # ComfyUI repeats the hint per cond/uncond chunk
+        self.extra_args["hint_memo"] = self.hint_memo
         return super().get_control(x_noisy, t, cond, batched_number, transformer_options)
+
+    def cleanup(self):
+        self.hint_memo = self.core_window = None
+        self.extra_args.pop("hint_memo", None)
+        super().cleanup()
 
     def control_merge(self, control, control_prev, output_dtype):
         if self.mask is not None:

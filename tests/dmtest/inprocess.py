@@ -1,7 +1,13 @@
-"""A ComfyUI host imported into the test process: validate and execute API-format prompts directly."""
+"""A ComfyUI host imported into the test process: validate and execute API-format prompts directly.
+
+Works with the executors of every supported host: v0.3.64 (``PromptExecutor(server)``, synchronous output
+cache) and v0.33.0 (``cache_args`` required, ``caches.outputs.get`` a coroutine returning a ``CacheEntry``,
+built-in nodes that register through ``PromptServer.instance``).
+"""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import uuid
 from pathlib import Path
@@ -29,6 +35,39 @@ class _RecordingServer:
         pass
 
 
+def _install_server_stand_in(server: _RecordingServer) -> None:
+    """Make ``server`` the ``PromptServer.instance`` that built-in nodes register with (v0.33.0's node
+    replacements); its node-replacement registry is ComfyUI's own class where the host has one."""
+    import server as comfy_server
+
+    try:
+        from app.node_replace_manager import NodeReplaceManager
+        server.node_replace_manager = NodeReplaceManager()
+    except ImportError:  # v0.3.64 has no node replacements
+        pass
+    comfy_server.PromptServer.instance = server
+
+
+def new_executor(server, lru: int = 0):
+    """A PromptExecutor, whatever the host's constructor asks for: the classic cache (outputs kept while a
+    prompt uses them), or with ``lru`` an LRU cache that keeps that many outputs across prompts."""
+    import execution
+
+    cache_type = execution.CacheType.LRU if lru else execution.CacheType.CLASSIC
+    if "cache_args" in inspect.signature(execution.PromptExecutor).parameters:
+        return execution.PromptExecutor(server, cache_type=cache_type,
+                                        cache_args={"lru": lru, "ram": 0, "ram_inactive": 0})
+    return execution.PromptExecutor(server, cache_type=cache_type, cache_size=lru or None)
+
+
+def cached_outputs(executor, node_id):
+    """A node's outputs in the executor's cache (None when absent), synchronous or coroutine cache alike."""
+    entry = executor.caches.outputs.get(node_id)
+    if inspect.isawaitable(entry):
+        entry = asyncio.run(entry)
+    return getattr(entry, "outputs", entry)
+
+
 class InProcessHost:
     """Imports ComfyUI from ``comfy_root`` with model folders from ``yaml_path``; loads the pack on demand."""
 
@@ -50,6 +89,8 @@ class InProcessHost:
         import nodes
 
         self.nodes = nodes
+        self.server = _RecordingServer()
+        _install_server_stand_in(self.server)
         self.pack_path = base / "custom_nodes" / PACK_NAME
         self.pack_loaded = False
         failed = asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
@@ -66,24 +107,30 @@ class InProcessHost:
         """A module of the loaded pack, e.g. ``pack_module("nodes.context_patch")`` (ComfyUI names the package by path)."""
         return sys.modules[f"{str(self.pack_path).replace('.', '_x_')}.{dotted}"]
 
-    def run(self, prompt: dict) -> dict[str, list]:
-        """Validate and execute ``prompt`` with fresh caches; return each executed node's outputs."""
+    def run(self, prompt: dict, executor=None) -> dict[str, list]:
+        """Validate and execute ``prompt``; return each executed node's outputs. Fresh caches unless
+        ``executor`` (from ``session()``) is given: then outputs stay cached between prompts, as in a server."""
         import execution
 
         prompt_id = str(uuid.uuid4())
         ok, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
         if not ok:
             raise PromptFailed(f"invalid prompt: {error}; node_errors: {node_errors}")
-        server = _RecordingServer()
-        executor = execution.PromptExecutor(server)
+        executor = executor or new_executor(self.server)
+        first = len(self.server.messages)
         executor.execute(prompt, prompt_id, {"client_id": "dmtest"}, outputs)
         if not executor.success:
-            errors = [data for event, data in server.messages if event == "execution_error"]
+            errors = [data for event, data in self.server.messages[first:] if event == "execution_error"]
             detail = "; ".join(f"{e.get('node_type')}: {e.get('exception_message')}" for e in errors)
             raise PromptFailed(f"execution failed: {detail}")
         results = {}
         for node_id in prompt:
-            entry = executor.caches.outputs.get(node_id)
+            entry = cached_outputs(executor, node_id)
             if entry is not None:
                 results[node_id] = entry
         return results
+
+    def session(self, keep: int = 64):
+        """An executor for ``run(prompt, executor)`` that keeps up to ``keep`` node outputs across prompts, as
+        one server does: what one prompt's nodes did to a cached output, the next prompt sees."""
+        return new_executor(self.server, lru=keep)

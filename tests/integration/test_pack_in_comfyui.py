@@ -45,6 +45,8 @@ def test_server_loads_pack_and_lists_nodes(comfy_server):
     assert loader["display_name"] == "Load DreaMoving Motion U-Net"
     log = comfy_server.log()
     assert "IMPORT FAILED" not in log and "Cannot import" not in log, log[-3000:]
+    assert "DreaMoving: this ComfyUI is" not in log and "DreaMoving: could not tell" not in log, \
+        "a supported host gets no version warning"
 
 
 def test_server_runs_txt2img_and_reports_node_errors(comfy_server):

@@ -100,8 +100,10 @@ def test_window_residuals_equal_the_slice_alone(pack_host, base_model):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_hint_block_runs_once_per_prepared_hint(pack_host, base_model):
-    """The hint block depends on neither x nor t: one run on one copy of the frames serves every step and chunk."""
+@pytest.mark.parametrize("host_rebuilds_hint", [False, True])
+def test_hint_block_runs_once_per_prepared_hint(pack_host, base_model, host_rebuilds_hint):
+    """The hint block depends on neither x nor t: one run on one copy of the frames serves every step and chunk,
+    also where the host prepares a new hint tensor at every call (a per-latent-size ``cond_hints`` store)."""
     load = pack_host.pack_module("nodes.video_controlnet").load_video_controlnet
     control = load(controlnet_path(fixtures.VIDEO_CN)).copy()
     hint, x = inputs()
@@ -109,8 +111,13 @@ def test_hint_block_runs_once_per_prepared_hint(pack_host, base_model):
     control.control_model.control.input_hint_block.register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
     control.set_cond_hint(hint, 1.0, (0.0, 1.0)).pre_run(base_model, base_model.model_sampling.percent_to_sigma)
     text = torch.zeros(2 * FRAMES, 77, 768)
-    steps = [control.get_control(x * s, torch.full((2 * FRAMES,), s), {"c_crossattn": text}, 2, {})
-             for s in (3.0, 2.0, 1.0)]
+    steps, prepared = [], []
+    for s in (3.0, 2.0, 1.0):
+        if host_rebuilds_hint:
+            control.cond_hint = None
+        steps.append(control.get_control(x * s, torch.full((2 * FRAMES,), s), {"c_crossattn": text}, 2, {}))
+        prepared.append(control.cond_hint)
+    assert (prepared[0] is not prepared[1]) == host_rebuilds_hint
     assert [c[0] for c in calls] == [FRAMES], "one hint block run for three steps of cond + uncond"
     assert not torch.equal(steps[0]["output"][0], steps[1]["output"][0])
     control.cleanup()  # the end of a sampling run drops the prepared hint, and the memo with it
