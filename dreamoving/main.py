@@ -21,7 +21,9 @@ from .queue import ProgressPrinter, load_workflow, output_files
 WORKFLOWS = PACK_DIR / "workflows" / "api"
 # (class_type, input) -> (folder under ComfyUI/models, where users get the file)
 WEIGHTS = {
-    ("CheckpointLoaderSimple", "ckpt_name"): ("checkpoints", "any SD1.5 checkpoint, e.g. v1-5-pruned-emaonly.safetensors"),
+    ("CheckpointLoaderSimple", "ckpt_name"): ("checkpoints", "any SD1.5 checkpoint, e.g. v1-5-pruned-emaonly.safetensors "
+                                                             "(the _core workflow's second one: Comfy-Org/SDPose "
+                                                             "sdpose_wholebody_fp16.safetensors)"),
     ("DreaMovingMotionUNetLoader", "motion_module"): ("animatediff_models", "AnimateDiff mm_sd_v15_v2.ckpt or a DreaMoving module"),
     ("DreaMovingVideoControlNetLoader", "controlnet"): ("controlnet", "lllyasviel ControlNet v1.1 (openpose / depth) or our Video ControlNet"),
     ("DreaMovingVideoControlNetLoader", "motion_module"): ("animatediff_models", "AnimateDiff mm_sd_v15_v2.ckpt"),
@@ -31,14 +33,19 @@ WEIGHTS = {
     ("DreaMovingPoseExtract", "detector"): ("dwpose", "yzd-v/DWPose yolox_l.onnx"),
     ("DreaMovingPoseExtract", "pose_model"): ("dwpose", "yzd-v/DWPose dw-ll_ucoco_384.onnx"),
     ("DreaMovingDepthExtract", "depth_model"): ("depth/<folder>/", "a transformers depth model folder, e.g. depth-anything-small-hf"),
+    ("LoadDA3Model", "model_name"): ("geometry_estimation", "Comfy-Org/Depth-Anything-3, e.g. depth_anything_3_mono_large.safetensors"),
 }
 USER_INPUTS = {"LoadImage": ("image", "reference"), "LoadVideo": ("file", "driving")}
 
 
 def missing_weights(workflow: dict, object_info: dict) -> list[str]:
-    """One line per weight file the workflow names that the server cannot list."""
-    lines = []
+    """One line per node type the server lacks, then per weight file the workflow names that it cannot list."""
+    absent = sorted({node["class_type"] for node in workflow.values()} - set(object_info))
+    lines = [f"missing node '{class_type}': this ComfyUI does not have it (the _core workflow needs ComfyUI 0.33+)"
+             for class_type in absent]
     for node_id, node in workflow.items():
+        if node["class_type"] in absent:
+            continue
         for name, value in node["inputs"].items():
             if (node["class_type"], name) not in WEIGHTS:
                 continue
@@ -63,10 +70,10 @@ def run(client: ComfyClient, args) -> int:
     for line in missing:
         print(line, file=sys.stderr)
     if args.check:
-        print("all weights found" if not missing else f"{len(missing)} weight file(s) missing")
+        print("all weights found" if not missing else f"{len(missing)} node(s) or weight file(s) missing")
         return 1 if missing else 0
     if missing:
-        print("cannot run: weights are missing (see above); rename inputs with --set NODE.INPUT=FILE", file=sys.stderr)
+        print("cannot run: nodes or weights are missing (see above); rename inputs with --set NODE.INPUT=FILE", file=sys.stderr)
         return 1
     for node in workflow.values():
         if node["class_type"] in USER_INPUTS:

@@ -7,26 +7,60 @@ in which order):
 
 Widget order follows the frontend: required then optional inputs in ``input_order``; an INT with
 ``control_after_generate`` is followed by its control value; image/video upload inputs by the upload
-button's value.
+button's value. A dynamic combo (``COMFY_DYNAMICCOMBO_V3``, ComfyUI 0.33+: e.g. DA3Render's ``output``) is a
+widget followed by the inputs of the option it selects, named ``<combo>.<input>`` in both formats (nested
+combos likewise), as the host's executor and frontend name them.
+
+A UI twin written for a given ComfyUI records its version (``extra.dreamoving.comfyui_version``): the
+widget lists, hence ``widgets_values``, are those of that host's nodes.
 """
 from __future__ import annotations
 
 import uuid
+from typing import Iterator
 
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", DYNAMIC_COMBO}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload")
 COLUMN, ROW = 420, 40
 
 
-def _inputs(definition: dict) -> list[tuple[str, object, dict]]:
-    """(name, type, options) of every input in the frontend's order."""
+def _spec(name: str, spec) -> tuple[str, object, dict]:
+    return name, spec[0], spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
+def _option_inputs(combo: str, options: dict, value) -> list[tuple[str, object, dict]]:
+    """The inputs a dynamic combo set to ``value`` adds, named ``combo.input`` (required, then optional)."""
+    for option in options.get("options", []):
+        if option["key"] == value:
+            groups = option.get("inputs", {})
+            return [_spec(f"{combo}.{name}", spec) for group in ("required", "optional")
+                    for name, spec in groups.get(group, {}).items()]
+    return []
+
+
+def _inputs(definition: dict, value_of) -> Iterator[tuple[str, object, dict]]:
+    """(name, type, options) of every input in the frontend's order; after a dynamic combo come the inputs of
+    its selected option, ``value_of(name, kind, options)`` (called once the caller has handled the combo)."""
     order = definition.get("input_order") or {k: list(v) for k, v in definition["input"].items()}
-    out = []
-    for group in ("required", "optional"):
-        for name in order.get(group, []):
-            spec = definition["input"][group][name]
-            out.append((name, spec[0], spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}))
-    return out
+    pending = [_spec(name, definition["input"][group][name]) for group in ("required", "optional")
+               for name in order.get(group, [])]
+    while pending:
+        name, kind, options = pending.pop(0)
+        yield name, kind, options
+        if kind == DYNAMIC_COMBO:
+            pending[:0] = _option_inputs(name, options, value_of(name, kind, options))
+
+
+def _default(kind, options: dict):
+    """The value the frontend gives a widget that nothing sets."""
+    if "default" in options:
+        return options["default"]
+    if isinstance(kind, list):
+        return kind[0] if kind else None
+    if kind == DYNAMIC_COMBO and options.get("options"):
+        return options["options"][0]["key"]
+    return None
 
 
 def _is_widget(kind) -> bool:
@@ -61,8 +95,14 @@ def _depths(prompt: dict) -> dict[str, int]:
     return depth
 
 
-def api_to_ui(prompt: dict, object_info: dict) -> dict:
-    """A drag-in UI workflow with the same nodes, links and values, laid out in columns by depth."""
+def built_with(workflow: dict) -> str | None:
+    """The ComfyUI version whose node definitions a UI twin was written from (None: not recorded)."""
+    return workflow.get("extra", {}).get("dreamoving", {}).get("comfyui_version")
+
+
+def api_to_ui(prompt: dict, object_info: dict, comfyui_version: str | None = None) -> dict:
+    """A drag-in UI workflow with the same nodes, links and values, laid out in columns by depth;
+    ``comfyui_version`` (the host ``object_info`` came from) is recorded in ``extra``."""
     ids = {node_id: i + 1 for i, node_id in enumerate(sorted(prompt, key=lambda k: (len(k), k)))}
     depth = _depths(prompt)
     heights: dict[int, int] = {}
@@ -73,11 +113,15 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
         column = depth[node_id]
         y = heights.get(column, 0)
         inputs, widgets = [], []
-        for name, kind, options in _inputs(definition):
+
+        def widget_value(name, kind, options):
+            value = entry["inputs"].get(name)
+            return _default(kind, options) if _is_link(value) or value is None else value
+
+        for name, kind, options in _inputs(definition, widget_value):
             value = entry["inputs"].get(name)
             if _is_widget(kind):
-                default = options.get("default", (kind[0] if isinstance(kind, list) and kind else None))
-                widgets += [default if _is_link(value) or value is None else value, *_extra_widget_values(options)]
+                widgets += [widget_value(name, kind, options), *_extra_widget_values(options)]
             if _is_link(value) or not _is_widget(kind):
                 slot = {"name": name, "type": "COMBO" if isinstance(kind, list) else kind, "link": None}
                 if _is_widget(kind):
@@ -105,9 +149,12 @@ def api_to_ui(prompt: dict, object_info: dict) -> dict:
             source["outputs"][index]["links"].append(link_id)
     for order, node_id in enumerate(sorted(prompt, key=lambda k: (depth[k], ids[k]))):
         nodes[node_id]["order"] = order
+    extra = {"ds": {"scale": 1, "offset": [0, 0]}}
+    if comfyui_version is not None:
+        extra["dreamoving"] = {"comfyui_version": comfyui_version}
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, repr(sorted(ids.items())))), "revision": 0,
             "last_node_id": len(ids), "last_link_id": len(links), "nodes": list(nodes.values()), "links": links,
-            "groups": [], "config": {}, "extra": {"ds": {"scale": 1, "offset": [0, 0]}}, "version": 0.4}
+            "groups": [], "config": {}, "extra": extra, "version": 0.4}
 
 
 def ui_to_api(workflow: dict, object_info: dict) -> dict:
@@ -122,11 +169,14 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             continue
         values = list(node.get("widgets_values") or [])
         linked = {slot["name"]: links[slot["link"]] for slot in node.get("inputs", []) if slot.get("link") is not None}
-        inputs = {}
-        for name, kind, options in _inputs(object_info[node["type"]]):
+        inputs, shown = {}, {}
+        for name, kind, options in _inputs(object_info[node["type"]],
+                                           lambda name, kind, options: shown.get(name, _default(kind, options))):
             if _is_widget(kind):
                 value = values.pop(0) if values else None
                 del values[:len(_extra_widget_values(options))]
+                if value is not None:
+                    shown[name] = value
                 if name not in linked and value is not None:
                     inputs[name] = value
             if name in linked:

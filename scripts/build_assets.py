@@ -3,6 +3,14 @@ workflows/api/, drag-in UI twins in workflows/) and the node reference docs/node
 then run (with ComfyUI + this pack serving):
 
     python scripts/build_assets.py --server http://127.0.0.1:8188
+
+A UI twin holds the widget lists of the host it was written from (newer ComfyUI versions add widgets, e.g.
+CreateVideo's bit_depth in 0.33), so each records that version, and the drag-in files stay loadable on the
+oldest host that can run them: against a server, a workflow is written only if the server has all its nodes
+(the ``_core`` variant needs ComfyUI 0.33+), and a UI twin written from an older ComfyUI is kept as long as
+it still queues the (unchanged) API twin on this server. So: run it against the oldest supported ComfyUI
+(0.3.64) for the four base workflows and against 0.33+ for the core variant; both runs leave the other's
+files as they are.
 """
 from __future__ import annotations
 
@@ -95,6 +103,34 @@ def pose_depth_dance() -> dict:
     return graph
 
 
+def pose_depth_dance_core() -> dict:
+    """pose_depth_dance with core ComfyUI's control signals (0.33+): SDPose keypoints of the driving frames and
+    of the reference photo for the retarget, Depth Anything 3 depth (near = bright, per frame) for the depth
+    Video ControlNet."""
+    graph = pose_depth_dance()
+    for replaced in ("6", "7", "20"):  # DWPose of the driving frames and of the photo, transformers depth
+        del graph[replaced]
+    sdpose = {"model": ["40", 0], "vae": ["40", 2], "batch_size": 16}
+    graph.update({
+        "40": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdpose_wholebody_fp16.safetensors"}},
+        "41": {"class_type": "SDPoseKeypointExtractor", "inputs": dict(sdpose, image=["5", 0])},
+        "42": {"class_type": "SDPoseKeypointExtractor", "inputs": dict(sdpose, image=["3", 0])},
+        "43": {"class_type": "LoadDA3Model", "inputs": {
+            "model_name": "depth_anything_3_mono_large.safetensors", "weight_dtype": "default"}},
+        "44": {"class_type": "DA3Inference", "inputs": {
+            "da3_model": ["43", 0], "image": ["5", 0], "resolution": 504, "resize_method": "upper_bound_resize",
+            "mode": "mono"}},
+        # v2_style (like min_max) maps near to 1: the near = bright convention of SD1.5 depth ControlNets
+        "45": {"class_type": "DA3Render", "inputs": {
+            "da3_geometry": ["44", 0], "output": "depth", "output.normalization": "v2_style",
+            "output.apply_sky_clip": False}},
+    })
+    graph["8"]["inputs"].update({"driving_pose": ["41", 0], "reference_pose": ["42", 0]})
+    graph["22"]["inputs"]["control_frames"] = ["45", 0]
+    graph["18"]["inputs"]["bit_depth"] = 8  # CreateVideo's widget since 0.33: the frontend queues it
+    return graph
+
+
 def text_only() -> dict:
     """Text-only generation (a_f = a_c = 0: no Content Guider) driven by the video's poses."""
     graph = _models()
@@ -114,6 +150,7 @@ WORKFLOWS = {
     "dreamoving_pose_depth_dance": pose_depth_dance,
     "dreamoving_long_video": lambda: pose_dance(frames=150),
     "dreamoving_text_only": text_only,
+    "dreamoving_pose_depth_dance_core": pose_depth_dance_core,
 }
 
 
@@ -127,20 +164,42 @@ def renumber(graph: dict) -> dict:
     return out
 
 
+def keeps(existing: dict | None, api: dict, object_info: dict, version: str) -> bool:
+    """Whether a UI twin on disk, written from an older ComfyUI, stays: it still queues ``api`` here."""
+    from dreamoving.host_version import version_tuple
+    from dreamoving.workflow_format import built_with, ui_to_api
+
+    written = built_with(existing) if existing is not None else None
+    older = written is not None and (version_tuple(written) or ()) < (version_tuple(version) or ())
+    return older and ui_to_api(existing, object_info) == api
+
+
 def main():
     from dreamoving.comfy_client import ComfyClient
     from dreamoving.main import WEIGHTS
     from dreamoving.node_docs import render_node_reference
-    from dreamoving.workflow_format import api_to_ui
+    from dreamoving.workflow_format import api_to_ui, built_with
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", default="http://127.0.0.1:8188")
-    object_info = ComfyClient(parser.parse_args().server).get_json("/object_info")
+    client = ComfyClient(parser.parse_args().server)
+    object_info = client.get_json("/object_info")
+    version = client.get_json("/system_stats")["system"]["comfyui_version"]
     for name, build in WORKFLOWS.items():
         api = renumber(build())
+        missing = sorted({node["class_type"] for node in api.values()} - set(object_info))
+        if missing:
+            print(f"left {name} as it is: ComfyUI {version} lacks {', '.join(missing)}")
+            continue
+        ui_path = HERE / f"{name}.json"
+        existing = json.loads(ui_path.read_text()) if ui_path.exists() else None
         (HERE / "api" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
-        (HERE / f"{name}.json").write_text(json.dumps(api_to_ui(api, object_info), indent=2) + "\n")
-        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+        if keeps(existing, api, object_info, version):
+            print(f"wrote workflows/api/{name}.json; kept workflows/{name}.json (written from ComfyUI "
+                  f"{built_with(existing)}, it queues the same on {version})")
+            continue
+        ui_path.write_text(json.dumps(api_to_ui(api, object_info, version), indent=2) + "\n")
+        print(f"wrote workflows/{name}.json and workflows/api/{name}.json (ComfyUI {version})")
     (REPO / "docs" / "nodes.md").write_text(render_node_reference(object_info, set(WEIGHTS)) + "\n")
     print("wrote docs/nodes.md")
 

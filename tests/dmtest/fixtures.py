@@ -38,7 +38,7 @@ SMALL_CKPT = "dm_small_sd15.safetensors"
 LAYOUT_CKPT = "dm_layout_sd15.safetensors"
 CHECKPOINTS = {SMALL_CKPT: SMALL_UNET, LAYOUT_CKPT: LAYOUT_UNET}
 MODEL_KINDS = ("checkpoints", "animatediff_models", "controlnet", "dreamoving", "ipadapter", "clip_vision", "insightface",
-               "dwpose", "depth")
+               "dwpose", "depth", "geometry_estimation")
 
 
 def fixture_dir() -> Path:
@@ -236,15 +236,26 @@ def ensure_control_models() -> None:
     control_models.ensure_control_models(folders["dwpose"], folders["depth"])
 
 
+def ensure_core_models() -> None:
+    """The SDPose and Depth Anything 3 stand-ins for core ComfyUI's nodes, written where the host has those (0.33+);
+    only the ``_core`` workflow's test uses them, so ``ensure_all`` (also run by the demo and benchmarks) does not."""
+    from dmtest import core_models
+
+    folders = model_folders()
+    core_models.ensure_core_models(folders["checkpoints"], folders["geometry_estimation"])
+
+
 def real_to_fixture_names() -> dict[str, str]:
     """The real weight names the shipped workflows use -> the generated stand-ins."""
     from dmtest.control_models import DEPTH_MODEL
+    from dmtest.core_models import DA3_MODEL, SDPOSE_CKPT
 
     return {"v1-5-pruned-emaonly.safetensors": SMALL_CKPT, "mm_sd_v15_v2.ckpt": SMALL_MM,
             "control_v11p_sd15_openpose.pth": SMALL_CN, "control_v11f1p_sd15_depth.pth": SMALL_CN,
             "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors": CLIP_VISION_H,
             "ip-adapter-faceid-plusv2_sd15.bin": IPA_FACEID_V2, "ip-adapter-plus_sd15.safetensors": IPA_PLUS,
-            "depth-anything-small-hf": DEPTH_MODEL}
+            "depth-anything-small-hf": DEPTH_MODEL,
+            "sdpose_wholebody_fp16.safetensors": SDPOSE_CKPT, "depth_anything_3_mono_large.safetensors": DA3_MODEL}
 
 
 def on_fixtures(workflow: dict, size: int = 64, steps: int = 2) -> dict:
