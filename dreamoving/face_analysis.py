@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,43 @@ def list_packs(root: str) -> list[str]:
     if not os.path.isdir(base):
         return []
     return sorted(d for d in os.listdir(base) if glob.glob(os.path.join(base, d, "*.onnx")))
+
+
+# Distributions that all install the Python module ``onnxruntime`` (the same list as install.py's).
+ONNXRUNTIME_BUILDS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
+                      "onnxruntime-rocm", "onnxruntime-silicon", "onnxruntime-qnn", "onnxruntime-coreml")
+
+
+def onnxruntime_builds() -> dict[str, str]:
+    """{distribution: version} of the onnxruntime builds installed (package metadata only; imports nothing)."""
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = (dist.metadata.get("Name") or "").lower().replace("_", "-").replace(".", "-")
+        if name in ONNXRUNTIME_BUILDS:
+            found.setdefault(name, dist.version)
+    return found
+
+
+def onnxruntime_install_warning(builds: dict[str, str] | None = None, platform: str = sys.platform) -> str | None:
+    """One warning, with the command that fixes it, when more than one onnxruntime build is installed
+    (insightface >= 1.0 brings the CPU ``onnxruntime`` beside ``onnxruntime-gpu``: they overwrite each other's
+    files, so the module in use may lack the CUDA provider or mix two releases); None when all is well.
+    Cheap (reads package metadata), meant to be logged once when the pack loads."""
+    builds = onnxruntime_builds() if builds is None else builds
+    if len(builds) < 2:
+        return None
+    want = "onnxruntime" if platform == "darwin" else "onnxruntime-gpu"
+    keep = f"{want}=={builds[want]}" if want in builds else want
+    py = f'"{sys.executable}"'
+    install_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "install.py")
+    found = ", ".join(f"{name} {version}" for name, version in sorted(builds.items()))
+    return (f"DreaMoving: several onnxruntime builds are installed ({found}). They install the same 'onnxruntime' "
+            f"module over each other, so face analysis and DWPose may run without CUDA or fail to load. Keep one: "
+            f"{py} -m pip uninstall -y {' '.join(sorted(builds))} && {py} -m pip install {keep} "
+            f'(or run {py} "{install_py}"). insightface 1.0 and later list the CPU '
+            f"'onnxruntime' as a dependency, so installing a pack that requires insightface can bring it back.")
 
 
 def onnx_providers(device_type: str, choice: str = "auto") -> list[str]:

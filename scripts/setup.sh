@@ -30,4 +30,5 @@ setup_host() {
     comfy_version=$(cd "$repo/tests" && "$py" -c "import sys; from pathlib import Path; from dmtest.comfy_host import host_version; print(host_version(Path(sys.argv[1])))" "$comfy")
   fi
   "$py" -m pip install -q -r "$repo/requirements.txt" -r "$repo/tests/requirements.txt"
+  "$py" "$repo/install.py"  # leaves one onnxruntime build (insightface brings the CPU one beside the GPU one)
 }

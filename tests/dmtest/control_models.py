@@ -21,11 +21,21 @@ CROP_POINTS[0] = (144, 192)  # the crop's centre: maps to the box centre
 CROP_POINTS[1] = (0, 0)      # the crop's corner: maps to centre - padded scale / 2
 
 
-def _save(graph, path: Path):
+# Written explicitly: onnx.helper.make_model stamps the IR version of the installed onnx package
+# (onnx 1.23: IR 14), which older onnxruntime releases refuse to load. IR 7 is the one that came with
+# opset 13 (onnx 1.8); every onnxruntime the pack supports (>= 1.16, which reads IR <= 9) loads it.
+ONNX_OPSET = 13
+ONNX_IR_VERSION = 7
+
+
+def save_onnx(graph, path: Path) -> None:
+    """Save a test-built graph as an opset-13, IR-7 model (see ONNX_IR_VERSION)."""
     import onnx
     from onnx import helper
 
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], ir_version=ONNX_IR_VERSION)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def _yolox(path: Path):
@@ -48,9 +58,9 @@ def _yolox(path: Path):
     inits = [numpy_helper.from_array(preds, "preds"), numpy_helper.from_array(gate_mask, "mask"),
              numpy_helper.from_array(np.ones_like(preds), "ones"),
              numpy_helper.from_array(np.array(50.0, np.float32), "threshold")]
-    _save(helper.make_graph(nodes, "yolox_like", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
-                                                                                [1, 3, 640, 640])],
-                            [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8400, 85])], inits), path)
+    save_onnx(helper.make_graph(nodes, "yolox_like", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
+                                                                                    [1, 3, 640, 640])],
+                                [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8400, 85])], inits), path)
 
 
 def _rtmpose(path: Path):
@@ -66,10 +76,10 @@ def _rtmpose(path: Path):
              helper.make_node("Add", ["y_const", "nothing"], ["simcc_y"])]
     inits = [numpy_helper.from_array(simcc_x, "x_const"), numpy_helper.from_array(simcc_y, "y_const"),
              numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
-    _save(helper.make_graph(nodes, "rtmpose_like", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                                  [1, 3, 384, 288])],
-                            [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [1, 133, 576]),
-                             helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [1, 133, 768])], inits), path)
+    save_onnx(helper.make_graph(nodes, "rtmpose_like", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                                      [1, 3, 384, 288])],
+                                [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [1, 133, 576]),
+                                 helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [1, 133, 768])], inits), path)
 
 
 def _tiny_depth_anything(folder: Path):

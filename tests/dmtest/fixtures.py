@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from dmtest.cache import write_once
 from dmtest.comfy_host import cache_root
 
-FIXTURE_VERSION = "1"
+FIXTURE_VERSION = "2"  # 2: the test-built ONNX graphs are written with IR version 7 (were the onnx default)
 
 _UNET_COMMON = dict(
     image_size=32, in_channels=4, out_channels=4, model_channels=320, context_dim=768,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dmtest.cache import write_once
+from dmtest.control_models import save_onnx
 
 DET = 640
 STRIDES = (8, 16, 32)
@@ -22,7 +23,6 @@ KPS = [(-1.0, -0.8), (1.0, -0.8), (0.0, 0.1), (-0.7, 1.0), (0.7, 1.0)]  # eyes, 
 
 
 def _detector(path: Path):
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits, outputs = [], [], []
@@ -52,11 +52,10 @@ def _detector(path: Path):
     outputs = groups["score"] + groups["bbox"] + groups["kps"]
     graph = helper.make_graph(nodes, "scrfd_like", [helper.make_tensor_value_info(
         "input.1", TensorProto.FLOAT, [1, 3, DET, DET])], outputs, inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    save_onnx(graph, path)
 
 
 def _recogniser(path: Path):
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -68,7 +67,7 @@ def _recogniser(path: Path):
                               [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 112, 112])],
                               [helper.make_tensor_value_info("683", TensorProto.FLOAT, [1, 512])],
                               [numpy_helper.from_array(weights, "w")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    save_onnx(graph, path)
 
 
 def ensure_pack(root: Path, name: str = "buffalo_l") -> Path:
