@@ -47,3 +47,19 @@ def motion_video(ckpt: str, motion: str | None, frames: int, size: int = 64, ste
     sampler_node.update(sampler_inputs)
     del prompt["6"], prompt["8"]  # no decode: latents are what the tests compare
     return prompt
+
+
+def add_video_controlnet(prompt: dict, controlnet: str, frames: int, color: int = 0x336699) -> dict:
+    """Put a Video ControlNet (``controlnet``, nodes "20"-"22") on ``frames`` flat control frames between node "5"'s
+    conditioning and node "5"."""
+    sampler = prompt["5"]["inputs"]
+    prompt["20"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": frames,
+                                                            "color": color}}
+    prompt["21"] = {"class_type": "DreaMovingVideoControlNetLoader", "inputs": {
+        "controlnet": controlnet, "motion_module": "none"}}
+    prompt["22"] = {"class_type": "DreaMovingVideoControlNetApply", "inputs": {
+        "positive": sampler["positive"], "negative": sampler["negative"], "video_controlnet": ["21", 0],
+        "control_frames": ["20", 0], "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0,
+        "frame_mode": "error"}}
+    sampler.update({"positive": ["22", 0], "negative": ["22", 1]})
+    return prompt

@@ -171,14 +171,6 @@ def test_ip_adapter_files_in_a_workflow(pack_host, images):
 
 
 def test_64_frames_with_motion_video_controlnet_and_guider(pack_host, images):
-    prompt = guided_video(1.0, 1.0, frames=64)
-    prompt["20"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 64,
-                                                            "color": 0x336699}}
-    prompt["21"] = {"class_type": "DreaMovingVideoControlNetLoader", "inputs": {
-        "controlnet": fixtures.VIDEO_CN, "motion_module": "none"}}
-    prompt["22"] = {"class_type": "DreaMovingVideoControlNetApply", "inputs": {
-        "positive": ["35", 1], "negative": ["35", 2], "video_controlnet": ["21", 0], "control_frames": ["20", 0],
-        "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, "frame_mode": "error"}}
-    prompt["5"]["inputs"].update({"positive": ["22", 0], "negative": ["22", 1]})
+    prompt = prompts.add_video_controlnet(guided_video(1.0, 1.0, frames=64), fixtures.VIDEO_CN, 64)
     out = samples(pack_host, prompt)
     assert out.shape == (64, 4, 8, 8) and torch.isfinite(out).all()

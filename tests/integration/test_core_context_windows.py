@@ -63,15 +63,8 @@ def core_windows_prompt(dim: int = 0, context_length: int = 8) -> dict:
     defaults = {name: spec[1]["default"] for name, spec in required.items()
                 if len(spec) > 1 and isinstance(spec[1], dict) and "default" in spec[1]}
     prompt["11"] = {"class_type": "ContextWindowsManual", "inputs": {**defaults, **chosen}}
-    prompt["20"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": FRAMES,
-                                                            "color": 0x446688}}
-    prompt["21"] = {"class_type": "DreaMovingVideoControlNetLoader", "inputs": {
-        "controlnet": fixtures.VIDEO_CN, "motion_module": "none"}}
-    prompt["22"] = {"class_type": "DreaMovingVideoControlNetApply", "inputs": {
-        "positive": ["2", 0], "negative": ["3", 0], "video_controlnet": ["21", 0], "control_frames": ["20", 0],
-        "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, "frame_mode": "error"}}
-    prompt["5"]["inputs"].update({"model": ["11", 0], "positive": ["22", 0], "negative": ["22", 1]})
-    return prompt
+    prompt["5"]["inputs"]["model"] = ["11", 0]
+    return prompts.add_video_controlnet(prompt, fixtures.VIDEO_CN, FRAMES, color=0x446688)
 
 
 def host_cuts_frames_in_the_batch() -> bool:
@@ -95,9 +88,9 @@ def test_core_context_windows_around_the_motion_model_run_per_window_or_are_refu
 
 
 def test_a_video_that_fits_one_core_window_runs_on_every_host(pack_host):
-    plain = prompts.motion_video(fixtures.SMALL_CKPT, fixtures.SMALL_MM, FRAMES, sampler="KSampler")
-    plain["5"]["inputs"].update(core_windows_prompt()["5"]["inputs"], model=["10", 0])
-    plain.update({k: v for k, v in core_windows_prompt().items() if k in ("20", "21", "22")})
+    plain = prompts.add_video_controlnet(prompts.motion_video(fixtures.SMALL_CKPT, fixtures.SMALL_MM, FRAMES,
+                                                              sampler="KSampler"), fixtures.VIDEO_CN, FRAMES,
+                                         color=0x446688)  # core_windows_prompt without the windows node
     whole = pack_host.run(core_windows_prompt(context_length=64))["5"][0][0]["samples"]
     assert torch.equal(whole, pack_host.run(plain)["5"][0][0]["samples"]), "one window is no window"
 

@@ -67,15 +67,7 @@ def test_a_patched_branch_run_twice_takes_the_second_weight(pack_host, stand_in)
 def video_controlnet(seed: int) -> dict:
     """Motion U-Net + Video ControlNet -> DreaMoving Sampler."""
     prompt = prompts.motion_video(fixtures.SMALL_CKPT, fixtures.SMALL_MM, FRAMES, seed=seed)
-    prompt["20"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": FRAMES,
-                                                            "color": 0x336699}}
-    prompt["21"] = {"class_type": "DreaMovingVideoControlNetLoader", "inputs": {
-        "controlnet": fixtures.VIDEO_CN, "motion_module": "none"}}
-    prompt["22"] = {"class_type": "DreaMovingVideoControlNetApply", "inputs": {
-        "positive": ["2", 0], "negative": ["3", 0], "video_controlnet": ["21", 0], "control_frames": ["20", 0],
-        "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, "frame_mode": "error"}}
-    prompt["5"]["inputs"].update({"positive": ["22", 0], "negative": ["22", 1]})
-    return prompt
+    return prompts.add_video_controlnet(prompt, fixtures.VIDEO_CN, FRAMES)
 
 
 def test_workflows_on_one_server_each_equal_their_fresh_run(pack_host, stand_in):
