@@ -203,7 +203,7 @@ def write_sample_video(model: MotionUNet, parts: SD15Parts, caption: str, frames
     decoded and written as an mp4: the training's visual log."""
     scheduler = DDIMScheduler(**SCHEDULE)
     scheduler.set_timesteps(steps)
-    device = parts.vae.device
+    device = next(parts.unet.parameters()).device
     channels = parts.unet.config.in_channels
     x = torch.randn(frames, channels, latent_size, latent_size, generator=torch.Generator().manual_seed(seed)).to(device)
     text = torch.cat([parts.encode_text([caption]), parts.encode_text([""])]).repeat_interleave(frames, 0)
@@ -216,7 +216,7 @@ def write_sample_video(model: MotionUNet, parts: SD15Parts, caption: str, frames
         eps = model(pair, timesteps, text, frames=frames, **residuals)
         cond, uncond = eps.chunk(2)
         x = scheduler.step(uncond + cfg * (cond - uncond), t, x).prev_sample
-    images = parts.vae.decode(x / parts.vae.config.scaling_factor).sample
+    images = parts.decode_latents(x)
     write_video(path, ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy(), 8)
 
 

@@ -1,18 +1,20 @@
 """SD1.5 parts for training, as diffusers models, from the files users have (no downloads): a diffusers-layout
 folder, or a single-file LDM checkpoint (U-Net, VAE and CLIP-L converted with diffusers' own converters) plus
 a CLIP tokenizer folder (e.g. ComfyUI's ``comfy/sd1_tokenizer``). The U-Net layout of a single file comes from
-an LDM config (``SD15_UNET`` is SD1.5's; tests pass smaller ones).
+an LDM config (``SD15_UNET`` is SD1.5's; ``unet_params=None`` reads the layout off the file). A checkpoint whose
+VAE is TAESD-shaped (``first_stage_model.taesd_*``, as the embedded model's) gets ``dreamoving.taesd.TAESD``.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
                                                 convert_ldm_vae_checkpoint, create_unet_diffusers_config_from_ldm)
 
+from dreamoving.taesd import SD15_SCALE_FACTOR, TAESD
 from dreamoving.weights import read_state_dict
 
 # v1-inference.yaml's U-Net: attention at downsampling factors 1, 2, 4
@@ -34,11 +36,34 @@ def _original_config(unet_params: dict) -> dict:
                                  "first_stage_config": {"params": {"ddconfig": {"ch_mult": [1, 2, 4, 4]}}}}}}
 
 
-def unet_from_single_file(path: str, unet_params: dict = SD15_UNET, dtype=torch.float32,
+def unet_params_from_state(state: dict[str, torch.Tensor], prefix: str = "model.diffusion_model.") -> dict:
+    """The LDM U-Net config of a checkpoint's U-Net: levels, res blocks per level, channel multipliers and
+    which levels have attention, read off its ``input_blocks``."""
+    def has(key):
+        return prefix + key in state
+
+    model_channels = state[prefix + "input_blocks.0.0.weight"].shape[0]
+    levels, index = [[]], 1
+    while has(f"input_blocks.{index}.0.weight") or has(f"input_blocks.{index}.0.op.weight") or \
+            has(f"input_blocks.{index}.0.in_layers.0.weight"):
+        if has(f"input_blocks.{index}.0.op.weight"):
+            levels.append([])
+        else:
+            levels[-1].append(index)
+        index += 1
+    channels = [state[prefix + f"input_blocks.{blocks[0]}.0.out_layers.3.weight"].shape[0] for blocks in levels]
+    context = next(v.shape[1] for k, v in state.items() if k.startswith(prefix) and k.endswith("attn2.to_k.weight"))
+    return dict(SD15_UNET, model_channels=model_channels, num_res_blocks=len(levels[0]), context_dim=context,
+                channel_mult=[c // model_channels for c in channels],
+                attention_resolutions=[2 ** level for level, blocks in enumerate(levels)
+                                       if has(f"input_blocks.{blocks[0]}.1.proj_in.weight")])
+
+
+def unet_from_single_file(path: str, unet_params: dict | None = SD15_UNET, dtype=torch.float32,
                           state: dict | None = None) -> UNet2DConditionModel:
     """A diffusers U-Net holding the ``model.diffusion_model.*`` weights of an LDM single-file checkpoint."""
     state = state if state is not None else read_state_dict(path)[0]
-    original = _original_config(unet_params)
+    original = _original_config(unet_params or unet_params_from_state(state))
     config = create_unet_diffusers_config_from_ldm(original, state)
     unet = UNet2DConditionModel(**config)
     converted = convert_ldm_unet_checkpoint(state, config)
@@ -58,25 +83,41 @@ def unet_from_diffusers_folder(folder: str, dtype=torch.float32) -> UNet2DCondit
 @dataclass
 class SD15Parts:
     unet: UNet2DConditionModel
-    vae: AutoencoderKL
+    vae: AutoencoderKL | TAESD
     text_encoder: torch.nn.Module
     tokenizer: object
+    _text_cache: dict = field(default_factory=dict, repr=False)
 
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> torch.Tensor:
-        length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
-        ids = self.tokenizer(captions, padding="max_length", max_length=length, truncation=True,
-                             return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.text_encoder.device))[0]
+        """CLIP hidden states per caption; the text encoder is frozen in every stage, so each caption's are
+        computed once."""
+        new = sorted(set(captions) - set(self._text_cache))
+        if new:
+            length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+            ids = self.tokenizer(new, padding="max_length", max_length=length, truncation=True,
+                                 return_tensors="pt").input_ids
+            self._text_cache.update(zip(new, self.text_encoder(ids.to(self.text_encoder.device))[0]))
+        return torch.stack([self._text_cache[c] for c in captions])
 
     @torch.no_grad()
     def encode_pixels(self, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """[n, 3, H, W] in [-1, 1] -> scaled latents (a sample of the VAE posterior)."""
-        latents = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.sample(generator)
+        """[n, 3, H, W] in [-1, 1] -> scaled latents (a sample of the VAE posterior; TAESD is deterministic)."""
+        device, dtype = next(self.vae.parameters()).device, next(self.vae.parameters()).dtype
+        if isinstance(self.vae, TAESD):
+            return self.vae.encode(pixels.to(device, dtype)) * SD15_SCALE_FACTOR
+        latents = self.vae.encode(pixels.to(device, dtype)).latent_dist.sample(generator)
         return latents * self.vae.config.scaling_factor
 
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> [n, 3, H, W] images in [-1, 1] (not clamped)."""
+        if isinstance(self.vae, TAESD):
+            return self.vae.decode(latents / SD15_SCALE_FACTOR)
+        return self.vae.decode(latents / self.vae.config.scaling_factor).sample
 
-def load_sd15(source: str, tokenizer: str | None = None, unet_params: dict = SD15_UNET) -> SD15Parts:
+
+def load_sd15(source: str, tokenizer: str | None = None, unet_params: dict | None = SD15_UNET) -> SD15Parts:
     """SD1.5 from a diffusers-layout folder, or from a single-file checkpoint plus a tokenizer folder."""
     if os.path.isfile(source):
         if tokenizer is None:
@@ -95,13 +136,18 @@ def load_sd15(source: str, tokenizer: str | None = None, unet_params: dict = SD1
                      part(CLIPTokenizer, "tokenizer"))
 
 
-def _single_file(path: str, tokenizer: str, unet_params: dict) -> SD15Parts:
+def _single_file(path: str, tokenizer: str, unet_params: dict | None) -> SD15Parts:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     state, _ = read_state_dict(path)
     unet = unet_from_single_file(path, unet_params, state=state)
-    vae = AutoencoderKL(**SD15_VAE)
-    _load(vae, convert_ldm_vae_checkpoint(state, vae.config), path, "VAE")
+    if "first_stage_model.taesd_decoder.1.weight" in state:
+        vae = TAESD()
+        _load(vae, {k.removeprefix("first_stage_model."): v.float() for k, v in state.items()
+                    if k.startswith("first_stage_model.")}, path, "TAESD VAE")
+    else:
+        vae = AutoencoderKL(**SD15_VAE)
+        _load(vae, convert_ldm_vae_checkpoint(state, vae.config), path, "VAE")
     text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_L))
     expected = set(text_encoder.state_dict())
     clip = {k if k in expected else k.removeprefix("text_model."): v.float()  # transformers 5 dropped the prefix
