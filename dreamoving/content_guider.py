@@ -127,7 +127,8 @@ class GuiderLayer(nn.Module):
 
 
 class ContentGuider(nn.Module):
-    """Projections (``image_proj.<stream>``) and per-layer K/V (``layers.N``) of the face and cloth streams.
+    """Projections (``image_proj.<stream>``) and per-layer K/V (``layers.N``) of the face and cloth streams, and
+    optionally the image encoder whose features they take (``image_encoder``; otherwise CLIP ViT-H/14).
 
     Layers are in IP-Adapter's order: input blocks, output blocks, then the middle block.
     """
@@ -139,6 +140,7 @@ class ContentGuider(nn.Module):
         self.layers = nn.ModuleList([GuiderLayer() for _ in layer_channels])
         self.layer_channels = list(layer_channels)
         self.kinds: dict[str, str] = {}
+        self.image_encoder: nn.Module | None = None
 
     def add_stream(self, stream: str, kind: str, projection: nn.Module) -> None:
         if stream not in STREAMS or kind not in KIND_INPUTS:
@@ -154,6 +156,7 @@ class ContentGuider(nn.Module):
             raise ValueError(f"guider: cannot combine guiders with layers {self.layer_channels} and "
                              f"{other.layer_channels}")
         merged = ContentGuider(self.layer_channels, self.context_dim)
+        merged.image_encoder = other.image_encoder if other.image_encoder is not None else self.image_encoder
         for source in (self, other):
             for stream, kind in source.kinds.items():
                 merged.image_proj[stream] = source.image_proj[stream]

@@ -1,7 +1,8 @@
 """Content Guider files: ours (both streams) and the public IP-Adapter SD1.5 files (one stream each).
 
 Ours: ``image_proj.face.*``, ``image_proj.cloth.*``, ``layers.N.to_{k,v}_{face,cloth}.weight`` with
-metadata ``{"format": "dreamoving.content_guider", "face_kind", "cloth_kind", "face_tokens", ...}``.
+metadata ``{"format": "dreamoving.content_guider", "face_kind", "cloth_kind", "face_tokens", ...}``; a guider
+that brings its own image encoder (``dreamoving.image_encoder``) holds it under ``image_encoder.*``.
 IP-Adapter: ``image_proj.*`` + ``ip_adapter.<2N+1>.to_{k,v}_ip.weight`` (base, plus, plus-face, FaceID,
 FaceID-Plus/PlusV2), as ``.safetensors`` or the nested ``.bin`` dictionaries.
 """
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from .content_guider import STREAMS, ContentGuider, FaceIDProjection, LinearProjection, Resampler
+from .image_encoder import image_encoder_from_state
 from .weights import WeightFileError, decode_metadata_value, read_state_dict, write_state_dict
 
 FORMAT = "dreamoving.content_guider"
@@ -108,6 +110,7 @@ def _load_ours(state: dict, metadata: dict, name: str) -> ContentGuider:
             raise WeightFileError(f"'{name}': {stream} projection is {kind}, metadata says {metadata[f'{stream}_kind']}")
         guider.add_stream(stream, kind, projection)
     _load_layers(guider, {k: v for k, v in state.items() if k.startswith("layers.")}, name)
+    guider.image_encoder = image_encoder_from_state(state, metadata)
     return guider
 
 
@@ -130,6 +133,8 @@ def guider_metadata(guider: ContentGuider) -> dict:
         perceiver = {"resampler": projection, "faceid_plus": getattr(projection, "perceiver_resampler", None)}.get(kind)
         if perceiver is not None:
             meta[f"{stream}_dim_head"] = perceiver.layers[0][0].dim_head
+    if guider.image_encoder is not None:
+        meta.update({f"image_encoder_{k}": v for k, v in guider.image_encoder.config().items()})
     return meta
 
 

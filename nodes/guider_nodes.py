@@ -97,7 +97,9 @@ class ContentGuiderEncode(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The (motion) U-Net to guide."),
                 io.Clip.Input("clip", tooltip="Text encoder for the prompts."),
-                io.ClipVision.Input("clip_vision", tooltip="CLIP ViT-H/14 image encoder (Load CLIP Vision)."),
+                io.ClipVision.Input("clip_vision", optional=True,
+                                    tooltip="CLIP ViT-H/14 image encoder (Load CLIP Vision). Not used by a guider "
+                                            "that carries its own image encoder (the embedded model's)."),
                 Guider.Input("guider", tooltip="From Load DreaMoving Content Guider."),
                 io.String.Input("text", multiline=True, default="a person dancing",
                                 tooltip="What the video shows."),
@@ -127,14 +129,15 @@ class ContentGuiderEncode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, clip, clip_vision, guider, text, negative_text, a_f, a_c, start_percent, end_percent,
-                face_crop, no_face, face_image=None, cloth_image=None, face_analysis=None) -> io.NodeOutput:
+    def execute(cls, model, clip, guider, text, negative_text, a_f, a_c, start_percent, end_percent,
+                face_crop, no_face, clip_vision=None, face_image=None, cloth_image=None,
+                face_analysis=None) -> io.NodeOutput:
         positive = clip.encode_from_tokens_scheduled(clip.tokenize(text))
         negative = clip.encode_from_tokens_scheduled(clip.tokenize(negative_text))
         weights = {"face": a_f, "cloth": a_c}
         images = {"face": face_image, "cloth": cloth_image}
         param = next(guider.parameters())
-        uncond_features = cls._uncond_features(clip_vision)
+        encoder = guider.image_encoder if guider.image_encoder is not None else clip_vision
         tokens = {}
         for stream, kind in guider.kinds.items():
             if images[stream] is None:
@@ -142,10 +145,14 @@ class ContentGuiderEncode(io.ComfyNode):
                     raise ValueError(f"{stream}_image: the guider's {stream} stream needs an image "
                                      f"(or set {'a_f' if stream == 'face' else 'a_c'} to 0)")
                 continue
+            if encoder is None:
+                raise ValueError("clip_vision: this guider has no image encoder of its own; connect Load CLIP "
+                                 "Vision with the CLIP ViT-H/14 image encoder")
+            uncond_features = cls._uncond_features(encoder)
             if stream == "face":
-                cond = cls._face_features(clip_vision, face_image, face_analysis, kind, face_crop, no_face)
+                cond = cls._face_features(encoder, face_image, face_analysis, kind, face_crop, no_face)
             else:
-                cond = _clip_features(clip_vision, cloth_image[:1])
+                cond = _clip_features(encoder, cloth_image[:1])
             with torch.no_grad():
                 tokens[stream] = tuple(guider.tokens(stream, {k: v.to(param) for k, v in f.items()}).cpu()
                                        for f in (cond, uncond_features))

@@ -30,18 +30,27 @@ def cross_attention_layers(unet) -> list:
 
 
 def new_content_guider(unet, clip_dim: int, face_tokens: int = 4, cloth_tokens: int = 16, depth: int = 4,
-                       dim_head: int = 64) -> ContentGuider:
-    """A FaceID-PlusV2-like face stream and an IP-Adapter-Plus-like cloth stream, K/V copied from the text ones."""
+                       dim_head: int = 64, face_kind: str = "faceid_plus", width: int | None = None) -> ContentGuider:
+    """A FaceID-PlusV2-like face stream (``face_kind="resampler"``: IP-Adapter-Plus-Face-like, no identity
+    embedding) and an IP-Adapter-Plus-like cloth stream, K/V copied from the text ones; ``width``: the
+    resamplers' inner size (the text context size by default)."""
     layers = cross_attention_layers(unet)
     context = unet.config.cross_attention_dim
-    heads = max(1, context // dim_head)
+    width = width or context
     guider = ContentGuider([layer.to_q.out_features for layer in layers], context)
-    perceiver = dict(dim=context, depth=depth, dim_head=dim_head, heads=heads, embedding_dim=clip_dim,
-                     output_dim=context)
-    guider.add_stream("face", "faceid_plus", FaceIDProjection(512, face_tokens, context, perceiver, shortcut=True))
-    resampler = Resampler(num_queries=cloth_tokens, **perceiver)
-    torch.nn.init.normal_(resampler.latents, std=context ** -0.5)
-    guider.add_stream("cloth", "resampler", resampler)
+    perceiver = dict(dim=width, depth=depth, dim_head=dim_head, heads=max(1, width // dim_head),
+                     embedding_dim=clip_dim, output_dim=context)
+
+    def resampler(tokens: int) -> Resampler:
+        module = Resampler(num_queries=tokens, **perceiver)
+        torch.nn.init.normal_(module.latents, std=width ** -0.5)
+        return module
+
+    if face_kind == "resampler":
+        guider.add_stream("face", "resampler", resampler(face_tokens))
+    else:
+        guider.add_stream("face", "faceid_plus", FaceIDProjection(512, face_tokens, context, perceiver, shortcut=True))
+    guider.add_stream("cloth", "resampler", resampler(cloth_tokens))
     with torch.no_grad():
         for target, layer in zip(guider.layers, layers):
             for stream in ("face", "cloth"):
@@ -89,23 +98,53 @@ class GuidedUNet(torch.nn.Module):
 
 def guider_loss(model: GuidedUNet, parts: SD15Parts, inputs: list[dict], scheduler, device) -> torch.Tensor:
     noisy, noise, t, text, _ = _batch(parts, inputs, scheduler, device)
-    features = [{k: torch.zeros_like(v) for k, v in i["features"].items()} if i["drop_image"] else i["features"]
-                for i in inputs]
+    def dropped(i):
+        return i["uncond_features"] or {k: torch.zeros_like(v) for k, v in i["features"].items()}
+
+    features = [dropped(i) if i["drop_image"] else i["features"] for i in inputs]
     prediction = model(noisy, t, text, features, {"face": 1.0, "cloth": 1.0})
     return F.mse_loss(prediction.float(), noise.float())
 
 
 def train_guider(config: StageConfig, parts: SD15Parts, guider: ContentGuider, dataset, output_dir: str,
-                 resume: bool = False, log=print) -> ContentGuider:
-    """Stage 1; exports ``content_guider.safetensors`` (our format) for Load DreaMoving Content Guider."""
+                 resume: bool = False, log=print, image_encoder=None) -> ContentGuider:
+    """Stage 1; exports ``content_guider.safetensors`` (our format) for Load DreaMoving Content Guider, holding
+    ``image_encoder`` (frozen; it made the dataset's features) where one is given instead of CLIP."""
 
     def export(trained: GuidedUNet):
+        trained.guider.image_encoder = image_encoder
         save_content_guider(trained.guider, os.path.join(output_dir, "content_guider.safetensors"),
                             trained_by=f"dreamoving train stage {config.stage} ({config.name})", steps=config.steps)
 
     return run_training(config, parts, GuidedUNet(parts.unet, guider), guider,
                         lambda m, i, s, d: guider_loss(m, parts, i, s, d), export, dataset, output_dir, resume,
                         log).guider
+
+
+class EncodedReferences(torch.utils.data.Dataset):
+    """Stage 1 items from a dataset with ``reference`` and ``face`` images ([3, H, W] in [0, 1], e.g. the
+    rendered dancers): the target frame shows the person in another pose than the reference, and the features
+    come from ``encoder`` (``encode_image``, as CLIP_VISION); no identity embedding (zeros). A dropped image
+    (classifier-free guidance) takes the features of a mean-coloured image, as Content Guider Encode's negative."""
+
+    def __init__(self, dataset, encoder):
+        self.dataset, self.encoder = dataset, encoder
+        gray = torch.tensor(encoder.image_mean).view(3, 1, 1).expand(3, 64, 64)
+        self.uncond = {"id": torch.zeros(512), "face_hidden": self._hidden(gray), "cloth_hidden": self._hidden(gray)}
+
+    @torch.no_grad()
+    def _hidden(self, image: torch.Tensor) -> torch.Tensor:
+        return self.encoder.encode_image(image.permute(1, 2, 0)[None])["penultimate_hidden_states"][0]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        features = {"id": torch.zeros(512), "face_hidden": self._hidden(item["face"]),
+                    "cloth_hidden": self._hidden(item["reference"])}
+        return {"pixels": item["pixels"], "caption": item["caption"], "features": features,
+                "uncond_features": self.uncond}
 
 
 class GuiderImages(torch.utils.data.Dataset):

@@ -59,8 +59,9 @@ def clip_inputs(parts: SD15Parts, item: dict, scheduler, gen: torch.Generator, c
     dropped = torch.rand(1, generator=gen).item() < caption_dropout
     inputs = {"latents": latents, "noise": noise, "t": t, "caption": "" if dropped else item["caption"],
               "control": item.get("control")}
-    if "features" in item:  # stage 1: image features, dropped (zeroed) as often as captions
-        inputs.update(features=item["features"], drop_image=torch.rand(1, generator=gen).item() < caption_dropout)
+    if "features" in item:  # stage 1: image features, dropped (to the item's uncond_features, else zeros) as
+        inputs.update(features=item["features"], uncond_features=item.get("uncond_features"),  # often as captions
+                      drop_image=torch.rand(1, generator=gen).item() < caption_dropout)
     return inputs
 
 

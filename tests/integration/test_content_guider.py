@@ -174,3 +174,45 @@ def test_64_frames_with_motion_video_controlnet_and_guider(pack_host, images):
     prompt = prompts.add_video_controlnet(guided_video(1.0, 1.0, frames=64), fixtures.VIDEO_CN, 64)
     out = samples(pack_host, prompt)
     assert out.shape == (64, 4, 8, 8) and torch.isfinite(out).all()
+
+
+OWN_ENCODER_GUIDER = "dm_test_guider_own_encoder.safetensors"
+
+
+@pytest.fixture(scope="module")
+def own_encoder_guider(pack_host):
+    """Our guider file for dm_small_sd15 with both streams on its own seeded patch encoder (the embedded layout)."""
+    from dreamoving.content_guider import ContentGuider, Resampler
+    from dreamoving.guider_files import save_content_guider
+    from dreamoving.image_encoder import PatchImageEncoder
+
+    torch.manual_seed(11)
+    guider = ContentGuider(fixtures.SMALL_XATTN, 768)
+    for stream, tokens in (("face", 4), ("cloth", 8)):
+        resampler = Resampler(dim=64, depth=1, dim_head=16, heads=4, num_queries=tokens, embedding_dim=32, output_dim=768)
+        torch.nn.init.normal_(resampler.latents, std=0.1)
+        guider.add_stream(stream, "resampler", resampler)
+    guider.image_encoder = PatchImageEncoder(size=32, patch=8, dim=32, seed=3)
+    save_content_guider(guider, str(fixtures.model_folders()["dreamoving"] / OWN_ENCODER_GUIDER))
+    return OWN_ENCODER_GUIDER
+
+
+def without_clip_vision(prompt: dict) -> dict:
+    del prompt["30"]
+    del prompt["35"]["inputs"]["clip_vision"]
+    return prompt
+
+
+def test_a_guider_with_its_own_image_encoder_needs_no_clip_vision(pack_host, images, own_encoder_guider):
+    plain = samples(pack_host, prompts.motion_video(fixtures.SMALL_CKPT, fixtures.SMALL_MM, FRAMES, sampler="KSampler"))
+
+    def run(a_f, a_c, **kw):
+        return samples(pack_host, without_clip_vision(guided_video(a_f, a_c, guider=own_encoder_guider,
+                                                                   face_analysis=False, sampler="KSampler", **kw)))
+    assert torch.equal(plain, run(0.0, 0.0))
+    guided = run(1.0, 1.0)
+    assert not torch.equal(plain, guided)
+    with_clip = guided_video(1.0, 1.0, guider=own_encoder_guider, face_analysis=False, sampler="KSampler")
+    assert torch.equal(guided, samples(pack_host, with_clip)), "the guider's own encoder is used, not CLIP"
+    with pytest.raises(PromptFailed, match="clip_vision: this guider has no image encoder of its own"):
+        pack_host.run(without_clip_vision(guided_video(1.0, 0.0, face_analysis=True, sampler="KSampler")))

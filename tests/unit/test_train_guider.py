@@ -124,3 +124,53 @@ def test_stage1_resumes_to_the_same_state(assets, tmp_path):
     resumed = run(tmp_path / "split", 4, resume=True)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_stage1_with_the_guiders_own_image_encoder_on_reference_pairs(assets, tmp_path):
+    """The embedded model's stage 1: features from a seeded patch encoder of a reference and its face crop,
+    dropped images take the mean-image features; the export carries the encoder."""
+    from dreamoving.guider_files import load_content_guider
+    from dreamoving.image_encoder import PatchImageEncoder
+    from train.config import load_config
+    from train.guider_training import EncodedReferences, GuidedUNet, new_content_guider, train_guider
+    from train.sd15 import load_sd15
+
+    parts = load_sd15(str(assets["sd15"]))
+    encoder = PatchImageEncoder(size=32, patch=8, dim=16, seed=5)
+    gen = torch.Generator().manual_seed(0)
+    people = [{"pixels": torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1, "caption": "a person",
+               "reference": torch.rand(3, 48, 32, generator=gen), "face": torch.rand(3, 16, 16, generator=gen)}
+              for _ in range(2)]
+    dataset = EncodedReferences(people, encoder)
+    item = dataset[0]
+    assert item["features"]["cloth_hidden"].shape == (17, 16) and item["features"]["face_hidden"].shape == (17, 16)
+    assert torch.equal(item["uncond_features"]["cloth_hidden"][1:], encoder.positions)  # a mean image: 0 after norm
+    guider = new_content_guider(parts.unet, clip_dim=16, depth=1, dim_head=8, face_kind="resampler", width=16)
+    model = GuidedUNet(parts.unet, guider)
+    before = fixed_loss(parts, model, dataset)
+    config = load_config(1, steps=20, batch_size=2, resolution=32, lr=1e-3, caption_dropout=0.3,
+                         gradient_checkpointing=False, mixed_precision="no", checkpoint_every=100)
+    trained = train_guider(config, parts, guider, dataset, str(tmp_path / "run"), log=lambda _: None,
+                           image_encoder=encoder)
+    after = fixed_loss(parts, GuidedUNet(parts.unet, trained), dataset)
+    assert after < before, f"{before:.5f} -> {after:.5f}"
+    exported = load_content_guider(str(tmp_path / "run" / "content_guider.safetensors"))
+    assert exported.kinds == {"face": "resampler", "cloth": "resampler"}
+    assert exported.image_encoder.config() == {"size": 32, "patch": 8, "dim": 16}
+    image = torch.rand(1, 40, 24, 3, generator=gen)
+    assert torch.equal(exported.image_encoder.encode_image(image)["penultimate_hidden_states"],
+                       encoder.encode_image(image)["penultimate_hidden_states"])
+    assert torch.equal(exported.image_encoder.patch_embed.weight, encoder.patch_embed.weight), "the encoder is frozen"
+    assert exported.with_streams_of(exported).image_encoder is exported.image_encoder
+
+
+def test_patch_image_encoder_is_seeded_and_answers_like_clip_vision():
+    from dreamoving.image_encoder import PatchImageEncoder
+
+    a, b = PatchImageEncoder(seed=1), PatchImageEncoder(seed=1)
+    assert torch.equal(a.patch_embed.weight, b.patch_embed.weight)
+    assert not torch.equal(a.patch_embed.weight, PatchImageEncoder(seed=2).patch_embed.weight)
+    out = a.encode_image(torch.rand(2, 384, 256, 3))
+    assert out["penultimate_hidden_states"].shape == (2, 1 + 14 * 14, 256) and out["image_embeds"].shape == (2, 256)
+    with pytest.raises(ValueError, match="multiple of patch"):
+        PatchImageEncoder(size=100, patch=8)
