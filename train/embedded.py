@@ -25,7 +25,7 @@ from dreamoving.taesd import TAESD
 from .clip_tokenizer import clip_tokenizer_folder
 from .config import StageConfig
 from .motion_training import _batch, run_training
-from .sd15 import SD15Parts, _original_config
+from .sd15 import SD15Parts, _original_config, clip_text_model
 
 UNET_PREFIX, VAE_PREFIX = "model.diffusion_model.", "first_stage_model."
 BASE_CONFIG = StageConfig(0, "image_unet", "the image U-Net", 0, 1, 2e-4, 1e-2, 16, 3000, mixed_precision="fp16",
@@ -43,19 +43,7 @@ def new_unet(seed: int = 0):
 
 def text_encoder():
     """The generated CLIP-L as a transformers CLIPTextModel (fp32 of the fp16 values ComfyUI loads)."""
-    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from .sd15 import CLIP_L
-
-    model = CLIPTextModel(CLIPTextConfig(**CLIP_L))
-    expected = set(model.state_dict())
-    state = {k if k in expected else k.removeprefix("text_model."): v.float()
-             for k, v in convert_ldm_clip_checkpoint(generated_text_encoder()).items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any("position_ids" not in k for k in missing):
-        raise ValueError(f"generated text encoder: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model.eval()
+    return clip_text_model(generated_text_encoder(), "generated text encoder").eval()
 
 
 def load_taesd(path: str) -> TAESD:

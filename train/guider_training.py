@@ -98,6 +98,7 @@ class GuidedUNet(torch.nn.Module):
 
 def guider_loss(model: GuidedUNet, parts: SD15Parts, inputs: list[dict], scheduler, device) -> torch.Tensor:
     noisy, noise, t, text, _ = _batch(parts, inputs, scheduler, device)
+
     def dropped(i):
         return i["uncond_features"] or {k: torch.zeros_like(v) for k, v in i["features"].items()}
 

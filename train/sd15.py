@@ -137,7 +137,7 @@ def load_sd15(source: str, tokenizer: str | None = None, unet_params: dict | Non
 
 
 def _single_file(path: str, tokenizer: str, unet_params: dict | None) -> SD15Parts:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     state, _ = read_state_dict(path)
     unet = unet_from_single_file(path, unet_params, state=state)
@@ -148,13 +148,21 @@ def _single_file(path: str, tokenizer: str, unet_params: dict | None) -> SD15Par
     else:
         vae = AutoencoderKL(**SD15_VAE)
         _load(vae, convert_ldm_vae_checkpoint(state, vae.config), path, "VAE")
+    return SD15Parts(unet, vae, clip_text_model(state, path),
+                     CLIPTokenizer.from_pretrained(tokenizer, local_files_only=True))
+
+
+def clip_text_model(state: dict[str, torch.Tensor], path: str):
+    """A transformers CLIPTextModel (fp32) holding a checkpoint's ``cond_stage_model.`` CLIP-L."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
     text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_L))
     expected = set(text_encoder.state_dict())
     clip = {k if k in expected else k.removeprefix("text_model."): v.float()  # transformers 5 dropped the prefix
             for k, v in convert_ldm_clip_checkpoint(state).items()}
     _load(text_encoder, clip, path, "CLIP-L", allowed_missing=("text_model.embeddings.position_ids",
                                                                "embeddings.position_ids"))
-    return SD15Parts(unet, vae, text_encoder, CLIPTokenizer.from_pretrained(tokenizer, local_files_only=True))
+    return text_encoder
 
 
 def _load(module, state: dict, path: str, what: str, allowed_missing=()) -> None:
