@@ -9,6 +9,12 @@ which stays frozen at its seeded values in training too. ComfyUI detects SD1.5 f
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import os
+
+from .packed_weights import unpack_file
 from .seeded_weights import seeded_init, tensor_digest
 
 # The U-Net, as the LDM config train/sd15.py reads (one level at 320 channels, attention in it and the middle)
@@ -45,3 +51,72 @@ def generated_text_encoder(check: bool = True) -> dict:
         raise RuntimeError(f"the generated text encoder differs from the recorded one (digest {digest}, expected "
                            f"{TEXT_ENCODER_DIGEST}): this machine's numpy or torch computes it differently")
     return tensors
+
+
+# The shipped files (weights/embedded/, packed by dreamoving.packed_weights; written by python -m train.embedded all)
+# and where they are installed: {shipped name: (folder under ComfyUI/models, installed name)}
+BASE_FILE = "dreamoving_embedded_base.safetensors"          # U-Net + VAE; the text encoder is added at install
+MOTION_FILE = "dreamoving_embedded_motion.safetensors"
+CONTROLNET_FILE = "dreamoving_embedded_video_controlnet.safetensors"
+GUIDER_FILE = "dreamoving_embedded_content_guider.safetensors"
+MANIFEST = "manifest.json"
+CHECKPOINT_NAME = "dreamoving_embedded.safetensors"
+INSTALLED = {BASE_FILE: ("checkpoints", CHECKPOINT_NAME), MOTION_FILE: ("animatediff_models", MOTION_FILE),
+             CONTROLNET_FILE: ("controlnet", CONTROLNET_FILE), GUIDER_FILE: ("dreamoving", GUIDER_FILE)}
+
+
+def file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def install_file(name: str, packed_path: str, target: str) -> None:
+    """One shipped file unpacked to where ComfyUI loads it (the base gets the generated text encoder)."""
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    unpack_file(packed_path, target + ".partial", generated_text_encoder() if name == BASE_FILE else None)
+    os.replace(target + ".partial", target)
+
+
+def install_embedded(weights_dir: str, models_dir: str, log=print) -> dict[str, str]:
+    """Install the shipped embedded model into ComfyUI's model folders under ``models_dir``, each file checked
+    against the manifest's digest. Files already installed from the same shipped file are kept. Returns
+    {shipped name: installed path}."""
+    with open(os.path.join(weights_dir, MANIFEST), encoding="utf-8") as f:
+        manifest = json.load(f)
+    installed = {}
+    for name, (folder, target_name) in INSTALLED.items():
+        source = os.path.join(weights_dir, name)
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"embedded model: '{source}' is missing (the repository ships it; is the "
+                                    "checkout complete?)")
+        if (digest := file_digest(source)) != manifest["files"][name]:
+            raise RuntimeError(f"embedded model: '{source}' has digest {digest}, the manifest records "
+                               f"{manifest['files'][name]}")
+        target = installed[name] = os.path.join(models_dir, folder, target_name)
+        stamp = target + ".source-sha256"
+        if os.path.exists(target) and os.path.exists(stamp) and open(stamp, encoding="utf-8").read() == digest:
+            continue
+        log(f"embedded model: installing {target}")
+        install_file(name, source, target)
+        with open(stamp, "w", encoding="utf-8") as f:
+            f.write(digest)
+    return installed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dreamoving.embedded_model",
+                                     description="Install the embedded DreaMoving into ComfyUI's model folders.")
+    parser.add_argument("--models", required=True, help="ComfyUI's models folder (e.g. ComfyUI/models)")
+    parser.add_argument("--weights", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                          "weights", "embedded"), help="the shipped files")
+    args = parser.parse_args(argv)
+    for path in install_embedded(args.weights, args.models).values():
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .comfy_client import ComfyClient, ComfyError
 from .comfy_launch import PACK_DIR, start_local_server
+from .embedded_model import INSTALLED
 from .queue import ProgressPrinter, load_workflow, output_files
 
 WORKFLOWS = PACK_DIR / "workflows" / "api"
@@ -35,7 +36,9 @@ WEIGHTS = {
     ("DreaMovingDepthExtract", "depth_model"): ("depth/<folder>/", "a transformers depth model folder, e.g. depth-anything-small-hf"),
     ("LoadDA3Model", "model_name"): ("geometry_estimation", "Comfy-Org/Depth-Anything-3, e.g. depth_anything_3_mono_large.safetensors"),
 }
-USER_INPUTS = {"LoadImage": ("image", "reference"), "LoadVideo": ("file", "driving")}
+EMBEDDED_NAMES = {name for _, name in INSTALLED.values()}
+# class_type -> (input, {the workflow's placeholder file: command-line flag}, the flag for any other file)
+USER_INPUTS = {"LoadImage": ("image", {"face.png": "face"}, "reference"), "LoadVideo": ("file", {}, "driving")}
 
 
 def missing_weights(workflow: dict, object_info: dict) -> list[str]:
@@ -54,6 +57,8 @@ def missing_weights(workflow: dict, object_info: dict) -> list[str]:
             options = spec[0] if isinstance(spec[0], list) else spec[1].get("options", [])
             if value not in options:
                 folder, source = WEIGHTS[(node["class_type"], name)]
+                if value in EMBEDDED_NAMES:
+                    source = "the embedded model: python -m dreamoving.embedded_model --models ComfyUI/models"
                 lines.append(f"missing '{value}' (node {node_id} {node['class_type']}.{name}): put it in "
                              f"ComfyUI/models/{folder} -- {source}")
     return lines
@@ -77,7 +82,8 @@ def run(client: ComfyClient, args) -> int:
         return 1
     for node in workflow.values():
         if node["class_type"] in USER_INPUTS:
-            name, flag = USER_INPUTS[node["class_type"]]
+            name, flags, flag = USER_INPUTS[node["class_type"]]
+            flag = flags.get(node["inputs"][name], flag)
             local = getattr(args, flag)
             if local is None:
                 print(f"error: --{flag} is needed (the workflow's {node['class_type']})", file=sys.stderr)
@@ -102,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--server", help="a running ComfyUI, e.g. http://127.0.0.1:8188")
     parser.add_argument("--workflow", default="dreamoving_pose_dance", help="a name in workflows/api/ or a .json file")
     parser.add_argument("--reference", help="photo of the person (face, clothes)")
-    parser.add_argument("--driving", help="the dance video whose poses drive the motion")
+    parser.add_argument("--face", help="a crop of the person's face (workflows with a face.png input)")
+    parser.add_argument("--driving", help="the dance video whose poses drive the motion (or the pose video itself, "
+                                          "for workflows that take one)")
     parser.add_argument("--frames", type=int, help="video length (the workflow's default otherwise)")
     parser.add_argument("--check", action="store_true", help="only report missing weight files")
     parser.add_argument("--out", default="outputs")

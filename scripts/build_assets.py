@@ -25,6 +25,8 @@ sys.path.insert(0, str(REPO))
 
 NEGATIVE = "blurry, low quality, deformed hands, extra limbs, watermark"
 PROMPT = "a person dancing on a stage, full body, best quality, detailed face"
+# the embedded model knows the captions of its training data (train/dancer_render.py's Character.describe)
+EMBEDDED_PROMPT = "a person with brown short hair, a blue shirt with long sleeves, black trousers and white shoes"
 
 
 def _models() -> dict:
@@ -145,12 +147,45 @@ def text_only() -> dict:
     return graph
 
 
+def embedded_dance(frames: int = 64) -> dict:
+    """The embedded DreaMoving (installed by scripts/run.sh --demo from weights/embedded; no download): a reference
+    photo, its face crop and a pose video (OpenPose drawing, e.g. from comfyui_controlnet_aux or our DWPose
+    Extract) -> the person doing the moves, at the 64x96 frames the embedded model was trained on."""
+    from dreamoving.embedded_model import CHECKPOINT_NAME, CONTROLNET_FILE, GUIDER_FILE, MOTION_FILE
+
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT_NAME}},
+        "2": {"class_type": "DreaMovingMotionUNetLoader", "inputs": {
+            "model": ["1", 0], "motion_module": MOTION_FILE, "motion_scale": 1.0, "effect": 1.0,
+            "beta_schedule": "autoselect"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "reference.png"}},
+        "4": {"class_type": "LoadVideo", "inputs": {"file": "driving_pose.mp4"}},
+        "5": {"class_type": "GetVideoComponents", "inputs": {"video": ["4", 0]}},
+        "6": {"class_type": "LoadImage", "inputs": {"image": "face.png"}},
+        "12": {"class_type": "DreaMovingContentGuiderLoader", "inputs": {
+            "guider_file": GUIDER_FILE, "stream": "face", "faceid_v2_scale": 1.0}},
+        "13": {"class_type": "DreaMovingContentGuiderEncode", "inputs": {
+            "model": ["2", 0], "clip": ["1", 1], "guider": ["12", 0], "text": EMBEDDED_PROMPT, "negative_text": "",
+            "a_f": 1.0, "a_c": 1.0, "start_percent": 0.0, "end_percent": 1.0, "face_crop": "image as is",
+            "no_face": "error", "face_image": ["6", 0], "cloth_image": ["3", 0]}},
+        "14": {"class_type": "DreaMovingVideoControlNetLoader", "inputs": {
+            "controlnet": CONTROLNET_FILE, "motion_module": "none"}},
+        "15": {"class_type": "DreaMovingVideoControlNetApply", "inputs": {
+            "positive": ["13", 1], "negative": ["13", 2], "video_controlnet": ["14", 0], "control_frames": ["5", 0],
+            "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, "frame_mode": "repeat last"}},
+    }
+    graph.update(_sampler_to_video(["13", 0], ["15", 0], ["15", 1], frames))
+    graph["16"]["inputs"].update(width=64, height=96, cfg=5.0, steps=20)
+    return graph
+
+
 WORKFLOWS = {
     "dreamoving_pose_dance": pose_dance,
     "dreamoving_pose_depth_dance": pose_depth_dance,
     "dreamoving_long_video": lambda: pose_dance(frames=150),
     "dreamoving_text_only": text_only,
     "dreamoving_pose_depth_dance_core": pose_depth_dance_core,
+    "dreamoving_embedded_dance": embedded_dance,
 }
 
 

@@ -1,46 +1,120 @@
-"""The main job on a machine without weights: the pose-driven dance workflow end to end, on generated
-random stand-ins for every model (so the video is noise; the run shows the whole pipeline works).
+"""The main job with no downloaded weights: the embedded DreaMoving (trained by train/, shipped packed in
+weights/embedded) is installed into ComfyUI's model folders, then the drag-in workflow dreamoving_embedded_dance
+runs through ComfyUI's HTTP API on a held-out character doing a held-out dance (dance_b), both rendered by
+train.dancers. Writes the video, a side-by-side (reference | pose | ours | ground truth) and prints how well the
+figure follows the pose (silhouette IoU against the ground truth, and the ground truth's own reading).
 
-    python scripts/demo.py [--frames N] [--out DIR]
+    python scripts/demo.py [--comfyui PATH] [--frames 48] [--steps 20] [--clip 0] [--out outputs]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+import numpy as np
 
-from dmtest import comfy_host, fixtures  # noqa: E402
-from dmtest.inprocess import InProcessHost  # noqa: E402
-from dreamoving.comfy_launch import start_local_server, write_base  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dreamoving.comfy_launch import start_local_server  # noqa: E402
+from dreamoving.embedded_model import install_embedded  # noqa: E402
 from dreamoving.main import WORKFLOWS, main  # noqa: E402
 
+WORKFLOW = "dreamoving_embedded_dance"
+FPS = 15
 
-def demo(argv: list[str] | None = None) -> int:
+
+def held_out_clip(index: int, frames: int) -> tuple[dict, str]:
+    """The arrays and caption of eval clip ``index`` (held-out character; even indices dance dance_b)."""
+    from train.dancer_render import Character
+    from train.dancers import plan_clip, render_clip
+
+    spec = plan_clip("eval", index, frames, FPS, 0)
+    return render_clip(spec, 64, 96, FPS, 4), Character.sample(spec.character_seed).describe()
+
+
+def write_inputs(clip: dict, folder: Path) -> dict[str, Path]:
+    """reference.png, face.png and driving_pose.mp4 (the pose renders, lossless) for the workflow."""
+    import av
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"reference": folder / "reference.png", "face": folder / "face.png", "driving": folder / "driving_pose.mp4"}
+    Image.fromarray(clip["reference"]).save(paths["reference"])
+    Image.fromarray(clip["face"]).save(paths["face"])
+    with av.open(str(paths["driving"]), mode="w") as container:
+        stream = container.add_stream("libx264rgb", rate=FPS, options={"crf": "0"})
+        stream.height, stream.width = clip["pose"].shape[1:3]
+        stream.pix_fmt = "rgb24"
+        for frame in clip["pose"]:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return paths
+
+
+def read_video(path: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def demo(argv: list[str] | None = None) -> dict:
+    """Run the demo; returns {"video", "side_by_side", "silhouette_iou" (per frame), "ceiling" (per frame)}."""
+    from train.evaluate import side_by_side
+    from train.prepare import write_video
+    from train.video_metrics import silhouette_iou
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int)
+    parser.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="default: $COMFYUI_PATH")
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--clip", type=int, default=0, help="which held-out clip (even: dance_b)")
     parser.add_argument("--out", default="outputs")
     args = parser.parse_args(argv)
-    comfy, how = comfy_host.locate_comfyui()
-    if comfy is None:
-        raise SystemExit(f"no ComfyUI: {how}")
+    if not args.comfyui:
+        raise SystemExit("no ComfyUI: pass --comfyui PATH or set COMFYUI_PATH (scripts/run.sh --demo does)")
+    comfy = Path(args.comfyui).resolve()
+    install_embedded(str(REPO / "weights" / "embedded"), str(comfy / "models"))
     work = Path(tempfile.mkdtemp(prefix="dreamoving_demo_"))
-    InProcessHost(comfy, work / "generate", write_base(work / "generate", fixtures.model_folders()))
-    fixtures.ensure_all()  # ComfyUI's own classes define the checkpoint layout, so it is imported above
-    reference, driving = fixtures.write_demo_inputs(work / "inputs")
-    workflow = work / "dreamoving_pose_dance_demo.json"
-    workflow.write_text(json.dumps(fixtures.on_fixtures(json.loads((WORKFLOWS / "dreamoving_pose_dance.json").read_text()))))
-    server = start_local_server(comfy, work / "server", fixtures.model_folders())
+    clip, caption = held_out_clip(args.clip, args.frames)
+    inputs = write_inputs(clip, work / "inputs")
+    workflow = json.loads((WORKFLOWS / f"{WORKFLOW}.json").read_text())
+    for node in workflow.values():
+        if node["class_type"] == "DreaMovingContentGuiderEncode":
+            node["inputs"]["text"] = caption
+        if node["class_type"] == "DreaMovingSampler":
+            node["inputs"].update(frames=args.frames, steps=args.steps)
+    workflow_path = work / f"{WORKFLOW}.json"
+    workflow_path.write_text(json.dumps(workflow))
+    downloads = work / "downloads"
+    server = start_local_server(comfy, work / "server")
     try:
-        return main(["--server", server.client.url, "--workflow", str(workflow), "--reference", str(reference),
-                     "--driving", str(driving), "--out", args.out] + (["--frames", str(args.frames)] if args.frames else []))
+        code = main(["--server", server.client.url, "--workflow", str(workflow_path), "--out", str(downloads)]
+                    + [arg for flag, path in inputs.items() for arg in (f"--{flag}", str(path))])
     finally:
         server.stop()
+    if code:
+        raise SystemExit(code)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    video = out / "dreamoving_embedded_dance.mp4"
+    os.replace(next(downloads.rglob("*.mp4")), video)
+    generated = read_video(video)
+    truth = {"frames": clip["frames"], "pose": clip["pose"], "reference": clip["reference"]}
+    write_video(str(out / "dreamoving_embedded_side_by_side.mp4"), side_by_side(truth, generated), FPS)
+    result = {"video": video, "side_by_side": out / "dreamoving_embedded_side_by_side.mp4",
+              "silhouette_iou": [silhouette_iou(g[None], m[None]) for g, m in zip(generated, clip["mask"])],
+              "ceiling": [silhouette_iou(g[None], m[None]) for g, m in zip(clip["frames"], clip["mask"])]}
+    print(f"{video} ({len(generated)} frames of '{caption}')\n{result['side_by_side']} (reference | pose | ours | "
+          f"ground truth)\nsilhouette IoU with the ground truth: {np.mean(result['silhouette_iou']):.3f} "
+          f"(the ground truth itself: {np.mean(result['ceiling']):.3f})")
+    return result
 
 
 if __name__ == "__main__":
-    raise SystemExit(demo())
+    demo()

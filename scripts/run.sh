@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job. Sets everything up on a fresh machine (see setup.sh; the primary host, ComfyUI 0.33.0, unless
 # COMFYUI_PATH names yours), then
-#   bash scripts/run.sh --demo [--frames N]                 # no weights needed: generated stand-in models
+#   bash scripts/run.sh --demo [--frames N]                 # no download: the embedded model (weights/embedded)
 #   bash scripts/run.sh --reference me.png --driving d.mp4  # your weights in ComfyUI/models (see README)
 #   bash scripts/run.sh --check                             # which weight files are missing, and where they go
 # Outputs land in ./outputs (--out DIR).

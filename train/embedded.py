@@ -3,6 +3,7 @@ training stage, and the single-file SD1.5 checkpoint that ComfyUI's Load Checkpo
 
     python -m train.embedded unet --data DANCERS_DIR --vae runs/vae/taesd.safetensors --output runs/unet \\
         [--steps 3000] [--batch 16] [--lr 2e-4] [--resume]
+    python -m train.embedded all --out runs/embedded [--small] [--export weights/embedded] [--ablations]
 
 The image U-Net learns the dancers' frames (one frame per sample, its caption as text; 10% empty captions) with
 the TAESD VAE and the generated CLIP-L frozen, through the same loop as the paper's stages; it exports
@@ -100,6 +101,14 @@ def train_base_unet(config: StageConfig, parts: SD15Parts, dataset, output_dir: 
                         dataset, output_dir, resume, log).unet
 
 
+def _git_commit() -> str:
+    import subprocess
+
+    done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.embedded", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="part", required=True)
@@ -112,7 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     unet.add_argument("--batch", type=int, default=BASE_CONFIG.batch_size)
     unet.add_argument("--lr", type=float, default=BASE_CONFIG.lr)
     unet.add_argument("--resume", action="store_true")
+    every = sub.add_parser("all", help="train every part from nothing (resumable) and export the shipped files")
+    every.add_argument("--out", required=True, help="the run's folder (parts already exported there are kept)")
+    every.add_argument("--small", action="store_true", help="the small configuration CI runs")
+    every.add_argument("--export", help="write the shipped files here (e.g. weights/embedded)")
+    every.add_argument("--ablations", action="store_true", help="then train what the evaluation compares against "
+                       "(the Video ControlNet without motion blocks)")
     args = parser.parse_args(argv)
+    if args.part == "all":
+        from .embedded_recipe import FULL, SMALL, export_weights, run_ablations, run_all
+
+        recipe = SMALL if args.small else FULL
+        paths = run_all(args.out, recipe)
+        if args.export:
+            export_weights(paths, args.export, recipe, _git_commit())
+        if args.ablations:
+            run_ablations(args.out, recipe)
+        return 0
     from .dancers import DancerImages
 
     config = BASE_CONFIG.with_overrides(dict(steps=args.steps, batch_size=args.batch, lr=args.lr))

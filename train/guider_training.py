@@ -86,13 +86,19 @@ class GuidedUNet(torch.nn.Module):
             processors[name] = GuidedAttnProcessor(guider, index, self.state)
         unet.set_attn_processor(processors)
 
-    def forward(self, sample, timesteps, text, features: list[dict], weights: dict[str, float]):
-        """``features``: per sample {"id", "face_hidden", "cloth_hidden"} (zeros = the unconditional side)."""
+    def set_features(self, features: list[dict], weights: dict[str, float], like: torch.Tensor,
+                     repeats: int = 1) -> None:
+        """What the next U-Net calls attend: per sample {"id", "face_hidden", "cloth_hidden"} (zeros = the
+        unconditional side), each sample's tokens repeated ``repeats`` times (a video's frames)."""
         self.state.clear()
-        face = self.guider.tokens("face", {"id": torch.stack([f["id"] for f in features]).to(sample),
-                                           "hidden": torch.stack([f["face_hidden"] for f in features]).to(sample)})
-        cloth = self.guider.tokens("cloth", {"hidden": torch.stack([f["cloth_hidden"] for f in features]).to(sample)})
-        self.state.update(face=(face, weights["face"]), cloth=(cloth, weights["cloth"]))
+        face = self.guider.tokens("face", {"id": torch.stack([f["id"] for f in features]).to(like),
+                                           "hidden": torch.stack([f["face_hidden"] for f in features]).to(like)})
+        cloth = self.guider.tokens("cloth", {"hidden": torch.stack([f["cloth_hidden"] for f in features]).to(like)})
+        self.state.update(face=(face.repeat_interleave(repeats, 0), weights["face"]),
+                          cloth=(cloth.repeat_interleave(repeats, 0), weights["cloth"]))
+
+    def forward(self, sample, timesteps, text, features: list[dict], weights: dict[str, float]):
+        self.set_features(features, weights, sample)
         return self.unet(sample, timesteps, encoder_hidden_states=text).sample
 
 
@@ -140,11 +146,14 @@ class EncodedReferences(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def features(self, item: dict) -> dict:
+        """The guider's inputs for an item's face crop and reference image."""
+        return {"id": torch.zeros(512), "face_hidden": self._hidden(item["face"]),
+                "cloth_hidden": self._hidden(item["reference"])}
+
     def __getitem__(self, index: int) -> dict:
         item = self.dataset[index]
-        features = {"id": torch.zeros(512), "face_hidden": self._hidden(item["face"]),
-                    "cloth_hidden": self._hidden(item["reference"])}
-        return {"pixels": item["pixels"], "caption": item["caption"], "features": features,
+        return {"pixels": item["pixels"], "caption": item["caption"], "features": self.features(item),
                 "uncond_features": self.uncond}
 
 

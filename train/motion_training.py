@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDPMScheduler
 
 from dreamoving.controlnet_files import save_video_controlnet
 from dreamoving.ldm_keys import controlnet_to_ldm
@@ -24,10 +24,8 @@ from dreamoving.motion_module import MotionModel
 from .config import StageConfig
 from .motion_unet import MotionUNet, VideoControlNetModel
 from .prepare import write_video
+from .sampling import SCHEDULE, sample_latents, to_uint8
 from .sd15 import SD15Parts
-
-# AnimateDiff's training schedule: linear betas (DESIGN §1)
-SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
 
 
 def clips_for_step(step: int, dataset_size: int, batch: int, seed: int) -> list[int]:
@@ -152,7 +150,7 @@ def train_motion(config: StageConfig, parts: SD15Parts, motion: MotionModel, dat
     unet = MotionUNet(parts.unet, motion)
 
     def sample(trained: MotionUNet, clip: dict, path: str):
-        write_sample_video(trained, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path)
+        write_sample_video(trained, parts, clip, path)
 
     return run_training(config, parts, unet, motion, lambda m, i, s, d: batch_loss(m, parts, i, s, d),
                         _motion_export(config, output_dir), dataset, output_dir, resume, log, sample).motion
@@ -169,17 +167,16 @@ def _controlled_stage(parts: SD15Parts, frozen: torch.nn.Module, trains_unet: bo
 
     def sample(model, clip: dict, path: str):
         unet, controlnet = pair(model)
-        write_sample_video(unet, parts, clip["caption"], clip["latents"].shape[0], clip["latents"].shape[-1], path,
-                           controlnet=controlnet, control=clip["control"])
+        write_sample_video(unet, parts, clip, path, controlnet=controlnet)
 
     return loss, sample
 
 
 def train_video_controlnet(config: StageConfig, parts: SD15Parts, unet_motion: MotionModel, controlnet: torch.nn.Module,
-                           controlnet_motion: MotionModel, dataset, output_dir: str, resume: bool = False,
+                           controlnet_motion: MotionModel | None, dataset, output_dir: str, resume: bool = False,
                            log=print) -> VideoControlNetModel:
-    """Stage 3: a ControlNet and its motion blocks on controlled clips, the motion U-Net frozen; exports
-    ``video_controlnet.safetensors`` in our single-file format."""
+    """Stage 3: a ControlNet and its motion blocks (``None``: none, the ablation) on controlled clips, the motion
+    U-Net frozen; exports ``video_controlnet.safetensors`` in our single-file format."""
     unet = MotionUNet(parts.unet, unet_motion.float().requires_grad_(False))
     layers = parts.unet.config.layers_per_block
     if config.gradient_checkpointing:
@@ -196,29 +193,13 @@ def train_video_controlnet(config: StageConfig, parts: SD15Parts, unet_motion: M
                         log, sample)
 
 
-@torch.no_grad()
-def write_sample_video(model: MotionUNet, parts: SD15Parts, caption: str, frames: int, latent_size: int, path: str,
-                       steps: int = 10, cfg: float = 7.5, seed: int = 0,
-                       controlnet: VideoControlNetModel | None = None, control: torch.Tensor | None = None) -> None:
-    """A short DDIM sample of the current model (driven by ``controlnet`` and ``control`` frames when given),
-    decoded and written as an mp4: the training's visual log."""
-    scheduler = DDIMScheduler(**SCHEDULE)
-    scheduler.set_timesteps(steps)
-    device = next(parts.unet.parameters()).device
-    channels = parts.unet.config.in_channels
-    x = torch.randn(frames, channels, latent_size, latent_size, generator=torch.Generator().manual_seed(seed)).to(device)
-    text = torch.cat([parts.encode_text([caption]), parts.encode_text([""])]).repeat_interleave(frames, 0)
-    for t in scheduler.timesteps:
-        pair, timesteps, residuals = torch.cat([x, x]), t.repeat(2 * frames).to(device), {}
-        if controlnet is not None:
-            hint = F.interpolate(control.to(device), size=(latent_size * 8, latent_size * 8), mode="bilinear")
-            down, mid = controlnet(pair, timesteps, text, torch.cat([hint, hint]), frames=frames)
-            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-        eps = model(pair, timesteps, text, frames=frames, **residuals)
-        cond, uncond = eps.chunk(2)
-        x = scheduler.step(uncond + cfg * (cond - uncond), t, x).prev_sample
-    images = parts.decode_latents(x)
-    write_video(path, ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy(), 8)
+def write_sample_video(model: MotionUNet, parts: SD15Parts, clip: dict, path: str,
+                       controlnet: VideoControlNetModel | None = None) -> None:
+    """A short DDIM sample of the current model for a prepared ``clip`` (its caption, length and size; its
+    control frames drive ``controlnet`` when given), written as an mp4: the training's visual log."""
+    latents = sample_latents(model, parts, clip["caption"], clip["latents"].shape[0], tuple(clip["latents"].shape[-2:]),
+                             controlnet=controlnet, control=clip["control"] if controlnet is not None else None)
+    write_video(path, to_uint8(parts, latents).numpy(), 8)
 
 
 def train_expression(config: StageConfig, parts: SD15Parts, unet_motion: MotionModel,

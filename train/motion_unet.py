@@ -16,15 +16,16 @@ from dreamoving.motion_module import MotionModel
 
 
 class MotionHooked(nn.Module):
-    def __init__(self, net: nn.Module, motion: MotionModel):
-        """Hooks ``motion`` into ``net``, replacing motion blocks an earlier wrapper hooked into the same net."""
+    def __init__(self, net: nn.Module, motion: MotionModel | None):
+        """Hooks ``motion`` into ``net``, replacing motion blocks an earlier wrapper hooked into the same net;
+        ``None``: no motion blocks (frames run as independent images, e.g. the Video ControlNet's ablation)."""
         super().__init__()
         self.net, self.motion = net, motion
         self._frames: int | None = None
         for handle in getattr(net, "_dreamoving_motion_hooks", []):
             handle.remove()
         net._dreamoving_motion_hooks = [self._after(kind, block, index).register_forward_hook(self._hook(module))
-                                        for kind, block, index, module in motion.placements()]
+                                        for kind, block, index, module in (motion.placements() if motion else [])]
 
     def _after(self, kind: str, block: int, index: int) -> nn.Module:
         """The module whose output a motion block takes (the attention if the block has one, else the resnet)."""
@@ -71,8 +72,9 @@ class VideoControlNetModel(MotionHooked):
 
         state, metadata = read_state_dict(path)
         controlnet = controlnet_from_ldm({k: v for k, v in state.items() if not k.startswith(MOTION_PREFIX)}, unet)
-        motion = motion_model_from_state_dict(motion_state_dict(state), stored_motion_metadata(metadata),
-                                              os.path.basename(path))
+        motion_state = motion_state_dict(state)
+        motion = motion_model_from_state_dict(motion_state, stored_motion_metadata(metadata),
+                                              os.path.basename(path)) if motion_state else None
         return cls(controlnet, motion)
 
     def forward(self, sample, timesteps, text, control, frames: int):

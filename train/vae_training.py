@@ -3,8 +3,8 @@
     python -m train.vae_training --data DANCERS_DIR --output runs/vae [--steps 1500] [--batch 8] [--crop 32] [--resume]
 
 Convolutions are translation-equivariant, so it trains on random crops (``--crop`` pixels, a multiple of 8) of
-whole frames: the cost of a step follows the crop, not the frame. Loss: L1 + MSE on [-1, 1] images, with
-Gaussian noise on the latents (``--latent-noise``, relative to their spread) so the decoder tolerates the
+whole frames: the cost of a step follows the crop, not the frame. Loss: L1 + MSE on [-1, 1] images and a colour anchor on
+the latents (see ``reconstruction_loss``), with Gaussian noise on the latents (``--latent-noise``, relative to their spread) so the decoder tolerates the
 imprecise latents a diffusion sampler returns. The export ``taesd.safetensors`` holds ComfyUI's TAESD keys with
 ``vae_scale``/``vae_shift`` calibrated on training frames (latents x 0.18215 have mean 0, std 1).
 Checkpoints (``checkpoint-N.pt``, tensors only, read back with ``weights_only``) every ``--checkpoint-every``.
@@ -36,10 +36,15 @@ def crops_for_step(dataset, step: int, batch: int, crop: int, seed: int) -> torc
 
 
 def reconstruction_loss(model: TAESD, images: torch.Tensor, latent_noise: float, gen: torch.Generator) -> torch.Tensor:
+    """L1 + MSE of the reconstruction, plus the colour anchor: the first three latent channels are pulled to the
+    8x8 mean colour of their patch. Without it the encoder kept luminance alone on the rendered dancers (chroma of
+    the patch means explained by the latents, R^2 per channel: 0.00 after 800 steps at lr 1e-3, 0.15/0.07/0.00
+    after 700 steps at 3e-4; with the anchor 0.81/0.78/0.49 after those 700)."""
     latents = model.taesd_encoder(images * 0.5 + 0.5)
     noise = torch.randn(latents.shape, generator=gen) * latents.detach().std() * latent_noise
     decoded = model.taesd_decoder(latents + noise) * 2 - 1
-    return F.l1_loss(decoded, images) + F.mse_loss(decoded, images)
+    anchor = F.mse_loss(latents[:, :3], F.avg_pool2d(images, 8))
+    return F.l1_loss(decoded, images) + F.mse_loss(decoded, images) + anchor
 
 
 def _latest(output: str) -> tuple[str, int] | None:

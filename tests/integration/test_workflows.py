@@ -24,6 +24,7 @@ import torch
 from dmtest import comfy_host, fixtures
 from dmtest.fixtures import on_fixtures
 from dmtest.inprocess import PromptFailed
+from dmtest.scripts import load_demo
 from dreamoving.comfy_launch import PACK_DIR
 from dreamoving.host_version import version_tuple
 from dreamoving.workflow_format import api_to_ui, built_with, ui_to_api
@@ -72,13 +73,23 @@ def without_newer_defaults(queued: dict, api: dict, object_info: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def input_files(pack_host):
-    """reference.png and driving.mp4 in the host's input folder (and the core nodes' stand-in models)."""
+def input_files(pack_host, tmp_path_factory):
+    """reference.png and driving.mp4 in the host's input folder (and the core nodes' stand-in models); for the
+    embedded workflow, a held-out clip's face.png and driving_pose.mp4, and the shipped embedded model installed
+    into ComfyUI's model folders."""
     import folder_paths
+
+    from dreamoving.embedded_model import install_embedded
 
     folder = Path(folder_paths.get_input_directory())
     fixtures.write_demo_inputs(folder)
     fixtures.ensure_core_models()
+    demo = load_demo()
+    clip, _ = demo.held_out_clip(1, 16)
+    written = demo.write_inputs(clip, tmp_path_factory.mktemp("embedded_inputs"))
+    for name in ("face", "driving"):
+        shutil.copyfile(written[name], folder / written[name].name)
+    install_embedded(str(PACK_DIR / "weights" / "embedded"), folder_paths.models_dir, log=lambda _: None)
     return folder
 
 
@@ -134,7 +145,7 @@ def test_ui_twins_in_the_real_frontend(comfy_server, object_info, comfyui_versio
 
 
 RUNS = [("dreamoving_pose_dance", 64), ("dreamoving_pose_depth_dance", 64), ("dreamoving_long_video", 150),
-        ("dreamoving_text_only", 64), ("dreamoving_pose_depth_dance_core", 64)]
+        ("dreamoving_text_only", 64), ("dreamoving_pose_depth_dance_core", 64), ("dreamoving_embedded_dance", 64)]
 
 
 def test_every_workflow_runs_on_fixtures():

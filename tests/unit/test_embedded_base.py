@@ -138,3 +138,21 @@ def test_base_unet_trains_and_its_checkpoint_loads_for_the_stages(tmp_path):
         theirs = loaded.unet(x, t, encoder_hidden_states=text).sample
     assert torch.allclose(ours, theirs, atol=2e-2 * ours.abs().max())  # fp16 storage
     assert torch.allclose(text, parts.encode_text(["a person"]), atol=1e-3)
+
+
+def test_shipped_embedded_weights_match_their_manifest_and_fit_the_repository():
+    import json
+    from pathlib import Path
+
+    from dreamoving.embedded_model import INSTALLED, MANIFEST, file_digest
+    from dreamoving.packed_weights import PACKED_FORMAT
+    from dreamoving.weights import read_state_dict
+
+    folder = Path(__file__).resolve().parents[2] / "weights" / "embedded"
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert set(manifest["files"]) == set(INSTALLED)
+    assert sum((folder / name).stat().st_size for name in INSTALLED) < 80 * 2 ** 20
+    for name, digest in manifest["files"].items():
+        assert file_digest(str(folder / name)) == digest, name
+        assert read_state_dict(str(folder / name))[1]["format"] == PACKED_FORMAT
+    assert manifest["commit"] and manifest["recipe"]["controlnet"]["steps"] > 0
