@@ -197,8 +197,10 @@ def write_sample_video(model: MotionUNet, parts: SD15Parts, clip: dict, path: st
                        controlnet: VideoControlNetModel | None = None) -> None:
     """A short DDIM sample of the current model for a prepared ``clip`` (its caption, length and size; its
     control frames drive ``controlnet`` when given), written as an mp4: the training's visual log."""
-    latents = sample_latents(model, parts, clip["caption"], clip["latents"].shape[0], tuple(clip["latents"].shape[-2:]),
-                             controlnet=controlnet, control=clip["control"] if controlnet is not None else None)
+    frames, latent_hw = clip["latents"].shape[0], tuple(clip["latents"].shape[-2:])
+    control = None if controlnet is None else F.interpolate(clip["control"], size=(latent_hw[0] * 8, latent_hw[1] * 8),
+                                                            mode="bilinear")
+    latents = sample_latents(model, parts, clip["caption"], frames, latent_hw, controlnet=controlnet, control=control)
     write_video(path, to_uint8(parts, latents).numpy(), 8)
 
 
