@@ -150,7 +150,9 @@ def text_only() -> dict:
 def embedded_dance(frames: int = 64) -> dict:
     """The embedded DreaMoving (installed by scripts/run.sh --demo from weights/embedded; no download): a reference
     photo, its face crop and a pose video (OpenPose drawing, e.g. from comfyui_controlnet_aux or our DWPose
-    Extract) -> the person doing the moves, at the 64x96 frames the embedded model was trained on."""
+    Extract) -> the person doing the moves, at the 64x96 frames the embedded model was trained on. The Content
+    Guider is off (a_f = a_c = 0): in ComfyUI the embedded guider at 1 turns the frames into saturated noise,
+    unlike the same weights on the training side (an open train/node mismatch, bench/RESULTS.md)."""
     from dreamoving.embedded_model import CHECKPOINT_NAME, CONTROLNET_FILE, GUIDER_FILE, MOTION_FILE
 
     graph = {
@@ -166,7 +168,7 @@ def embedded_dance(frames: int = 64) -> dict:
             "guider_file": GUIDER_FILE, "stream": "face", "faceid_v2_scale": 1.0}},
         "13": {"class_type": "DreaMovingContentGuiderEncode", "inputs": {
             "model": ["2", 0], "clip": ["1", 1], "guider": ["12", 0], "text": EMBEDDED_PROMPT, "negative_text": "",
-            "a_f": 1.0, "a_c": 1.0, "start_percent": 0.0, "end_percent": 1.0, "face_crop": "image as is",
+            "a_f": 0.0, "a_c": 0.0, "start_percent": 0.0, "end_percent": 1.0, "face_crop": "image as is",
             "no_face": "error", "face_image": ["6", 0], "cloth_image": ["3", 0]}},
         "14": {"class_type": "DreaMovingVideoControlNetLoader", "inputs": {
             "controlnet": CONTROLNET_FILE, "motion_module": "none"}},
