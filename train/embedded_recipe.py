@@ -127,10 +127,10 @@ def ship(paths: Paths, name: str) -> str:
     return paths.installed(name)
 
 
-def new_motion_model(layout: UNetLayout, ff_mult: int, seed: int, decoder: bool = True) -> MotionModel:
+def new_motion_model(layout: UNetLayout, ff_mult: int, seed: int) -> MotionModel:
     """Fresh motion blocks as AnimateDiff starts them: ``proj_out`` zeroed, so each block is the identity."""
     torch.manual_seed(seed)
-    model = MotionModel(layout.motion_spec(decoder=decoder, ff_mult=ff_mult, pe_len=PE_LEN))
+    model = MotionModel(layout.motion_spec(ff_mult=ff_mult, pe_len=PE_LEN))
     with torch.no_grad():
         for *_, module in model.placements():
             module.temporal_transformer.proj_out.weight.zero_()
