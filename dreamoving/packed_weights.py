@@ -3,7 +3,7 @@ per output row (symmetric, round to nearest), everything else as it was stored.
 
 The packed file is a safetensors file (``format: dreamoving.packed``) whose metadata keeps the original file's
 metadata; ``unpack`` rebuilds the fp16 tensors ComfyUI's loaders read. Dequantising is one exact fp32 product
-per element, then a cast to fp16, so every machine gets the same bytes. A per-row int8 error is at most half a
+per element, then a cast to fp16, so every machine gets the same tensors. A per-row int8 error is at most half a
 step (row max / 254), about 0.2% of the row's largest weight.
 """
 from __future__ import annotations
