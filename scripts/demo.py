@@ -56,17 +56,10 @@ def write_inputs(clip: dict, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def read_video(path: Path) -> np.ndarray:
-    import av
-
-    with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
-
-
 def demo(argv: list[str] | None = None) -> dict:
     """Run the demo; returns {"video", "side_by_side", "silhouette_iou" (per frame), "ceiling" (per frame)}."""
     from train.evaluate import side_by_side
-    from train.prepare import write_video
+    from train.prepare import read_video, write_video
     from train.video_metrics import silhouette_iou
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -104,7 +97,7 @@ def demo(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     video = out / "dreamoving_embedded_dance.mp4"
     os.replace(next(downloads.rglob("*.mp4")), video)
-    generated = read_video(video)
+    generated, _ = read_video(str(video))
     truth = {"frames": clip["frames"], "pose": clip["pose"], "reference": clip["reference"]}
     write_video(str(out / "dreamoving_embedded_side_by_side.mp4"), side_by_side(truth, generated), FPS)
     result = {"video": video, "side_by_side": out / "dreamoving_embedded_side_by_side.mp4",

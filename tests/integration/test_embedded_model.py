@@ -121,11 +121,12 @@ def test_demo_on_the_shipped_weights_makes_a_video_of_the_scene_not_noise(comfy_
     than noise does, and change from frame to frame far less than noise. (Whether the figure follows the pose is
     measured, not asserted: bench/RESULTS.md reports a silhouette IoU near chance for this model, and frames that
     flicker more in ComfyUI than on the training side, an open mismatch.)"""
+    from train.prepare import read_video
     from train.video_metrics import frame_change, ssim
 
     demo = load_demo()
     result = demo.demo(["--comfyui", str(comfy_root), "--frames", "8", "--steps", "12", "--out", str(tmp_path)])
-    frames = demo.read_video(result["video"])
+    frames, _ = read_video(str(result["video"]))
     assert frames.shape == (8, 96, 64, 3) and result["side_by_side"].stat().st_size > 0
     assert len(result["silhouette_iou"]) == 8 and min(result["ceiling"]) > 0.5
     clip, _ = demo.held_out_clip(0, 8)
