@@ -12,7 +12,7 @@ import json
 
 import torch
 
-from .weights import read_state_dict
+from .weights import read_state_dict, save_byte_stable
 
 PACKED_FORMAT = "dreamoving.packed"
 SCALE_SUFFIX = ":scale"
@@ -56,20 +56,16 @@ def unpack_state_dict(packed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def pack_file(source: str, target: str, drop_prefix: str | None = None, exact_prefixes: tuple[str, ...] = ()) -> None:
     """``source`` packed into ``target`` (without keys under ``drop_prefix``); its metadata is kept inside."""
-    from safetensors.torch import save_file
-
     state, metadata = read_state_dict(source)
     state = {k: v for k, v in state.items() if not (drop_prefix and k.startswith(drop_prefix))}
-    save_file(pack_state_dict(state, exact_prefixes), target,
-              metadata={"format": PACKED_FORMAT, "original_metadata": json.dumps(metadata)})
+    save_byte_stable(target, pack_state_dict(state, exact_prefixes),
+                     {"format": PACKED_FORMAT, "original_metadata": json.dumps(metadata, sort_keys=True)})
 
 
 def unpack_file(source: str, target: str, extra: dict[str, torch.Tensor] | None = None) -> None:
     """A packed file back as the safetensors file ComfyUI loads (fp16, the original metadata), plus ``extra``."""
-    from safetensors.torch import save_file
-
     packed, metadata = read_state_dict(source)
     if metadata.get("format") != PACKED_FORMAT:
         raise ValueError(f"'{source}': expected a packed weight file (format {PACKED_FORMAT}), found format "
                          f"{metadata.get('format')!r}")
-    save_file({**unpack_state_dict(packed), **(extra or {})}, target, metadata=json.loads(metadata["original_metadata"]))
+    save_byte_stable(target, {**unpack_state_dict(packed), **(extra or {})}, json.loads(metadata["original_metadata"]))

@@ -64,6 +64,20 @@ def decode_metadata_value(value: str):
         return value
 
 
+def save_byte_stable(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """``save_file``, then the header rewritten with sorted keys: safetensors writes its metadata map in an order
+    that varies from run to run, so the same tensors and metadata would not always give the same bytes (and
+    digest). The rewritten header is still a valid safetensors header (data offsets are relative to its end)."""
+    save_file(tensors, path, metadata=metadata)
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        header, data = json.loads(f.read(length)), f.read()
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + data)
+
+
 def write_state_dict(path: str, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
     """Write contiguous CPU copies of ``tensors`` with ``metadata`` (see ``encode_metadata``)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}

@@ -151,8 +151,8 @@ def embedded_dance(frames: int = 64) -> dict:
     """The embedded DreaMoving (installed by scripts/run.sh --demo from weights/embedded; no download): a reference
     photo, its face crop and a pose video (OpenPose drawing, e.g. from comfyui_controlnet_aux or our DWPose
     Extract) -> the person doing the moves, at the 64x96 frames the embedded model was trained on. The Content
-    Guider is off (a_f = a_c = 0): in ComfyUI the embedded guider at 1 turns the frames into saturated noise,
-    unlike the same weights on the training side (an open train/node mismatch, bench/RESULTS.md)."""
+    Guider is off (a_f = a_c = 0): the embedded guider at 1 turns the frames saturated magenta (in ComfyUI and on
+    the training side alike; bench/RESULTS.md)."""
     from dreamoving.embedded_model import CHECKPOINT_NAME, CONTROLNET_FILE, GUIDER_FILE, MOTION_FILE
 
     graph = {

@@ -20,6 +20,7 @@ class StageConfig:
     mixed_precision: str = "fp16"   # "no" on CPU
     gradient_checkpointing: bool = True
     caption_dropout: float = 0.1    # empty caption, for classifier-free guidance
+    timesteps: str = "uniform"      # or "cubic": T2I-Adapter's bias towards the noisy steps, where layout forms
     checkpoint_every: int = 1000
     sample_every: int = 1000
     seed: int = 0

@@ -48,12 +48,27 @@ def latest_checkpoint(output_dir: str) -> tuple[str, int] | None:
     return (os.path.join(output_dir, f"checkpoint-{max(steps)}"), max(steps)) if steps else None
 
 
-def clip_inputs(parts: SD15Parts, item: dict, scheduler, gen: torch.Generator, caption_dropout: float) -> dict:
-    """One clip's latents, noise, timestep, caption (dropped to "" with ``caption_dropout``), control and
-    image features (where the item has them)."""
+TIMESTEP_SAMPLING = ("uniform", "cubic")
+
+
+def draw_timestep(total: int, gen: torch.Generator, sampling: str = "uniform") -> torch.Tensor:
+    """One training timestep in [0, total): uniform, or ``cubic`` (T2I-Adapter, Mou et al. 2023, §3.4:
+    t = (1 - u^3) T, so most draws are noisy steps, where the layout a control dictates is decided)."""
+    if sampling == "uniform":
+        return torch.randint(0, total, (1,), generator=gen)
+    if sampling == "cubic":
+        u = torch.rand(1, generator=gen)
+        return ((1 - u ** 3) * total).long().clamp(max=total - 1)
+    raise ValueError(f"timesteps: expected one of {TIMESTEP_SAMPLING}, got {sampling!r}")
+
+
+def clip_inputs(parts: SD15Parts, item: dict, scheduler, gen: torch.Generator, caption_dropout: float,
+                timesteps: str = "uniform") -> dict:
+    """One clip's latents, noise, timestep (drawn as ``timesteps`` says), caption (dropped to "" with
+    ``caption_dropout``), control and image features (where the item has them)."""
     latents = parts.encode_pixels(item["pixels"], gen)
     noise = torch.randn(latents.shape, generator=gen)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=gen)
+    t = draw_timestep(scheduler.config.num_train_timesteps, gen, timesteps)
     dropped = torch.rand(1, generator=gen).item() < caption_dropout
     inputs = {"latents": latents, "noise": noise, "t": t, "caption": "" if dropped else item["caption"],
               "control": item.get("control")}
@@ -118,8 +133,8 @@ def run_training(config: StageConfig, parts: SD15Parts, model: torch.nn.Module, 
         raise ValueError(f"batch_size {config.batch_size} must split evenly over {world} processes")
     for step in range(start, config.steps):
         clips = clips_for_step(step, len(dataset), config.batch_size, config.seed)[rank::world]
-        inputs = [clip_inputs(parts, dataset[c], scheduler, _generator(config.seed, step, c), config.caption_dropout)
-                  for c in clips]
+        inputs = [clip_inputs(parts, dataset[c], scheduler, _generator(config.seed, step, c), config.caption_dropout,
+                              config.timesteps) for c in clips]
         with accelerator.autocast():
             loss = loss_fn(model, inputs, scheduler, accelerator.device)
         accelerator.backward(loss)

@@ -1,7 +1,12 @@
 """Sampling videos from the train-side models, as the training's visual log and for the evaluation: DDIM with
 AnimateDiff's linear betas, classifier-free guidance, the Video ControlNet's residuals, the Content Guider's
 tokens and, for videos longer than one window, sliding context windows fused as the DreaMoving Sampler fuses
-them (``dreamoving.context_windows``)."""
+them (``dreamoving.context_windows``).
+
+The sampler is the one ComfyUI users get: DDIM (= Euler in ComfyUI's sigma space) from the noisiest step
+(t = 999, "trailing" spacing, as ComfyUI's schedulers start) and no clamping of the predicted clean latents.
+diffusers' DDIM clamps them to [-1, 1] by default (``clip_sample``), which hides a weak model's drift at the
+noisy steps: with it the embedded model's evaluation read far better than the same weights in ComfyUI."""
 from __future__ import annotations
 
 from typing import Callable
@@ -16,6 +21,7 @@ from .sd15 import SD15Parts
 
 # AnimateDiff's training schedule: linear betas (DESIGN §1)
 SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
+SAMPLING = dict(timestep_spacing="trailing", clip_sample=False)
 
 
 @torch.no_grad()
@@ -26,7 +32,7 @@ def sample_latents(unet: MotionUNet, parts: SD15Parts, caption: str, frames: int
     """Latents [frames, C, h, w] of one video. ``control``: [frames, 3, 8h, 8w] in [0, 1]; ``guide(n)`` readies
     the Content Guider for a batch of n conditional then n unconditional frames; ``context``: windows (one window
     of all frames when None)."""
-    scheduler = DDIMScheduler(**SCHEDULE)
+    scheduler = DDIMScheduler(**SCHEDULE, **SAMPLING)
     scheduler.set_timesteps(steps)
     device = next(parts.unet.parameters()).device
     context = context or ContextOptions(length=frames, overlap=0)

@@ -120,7 +120,7 @@ def test_demo_on_the_shipped_weights_makes_a_video_of_the_scene_not_noise(comfy_
     through the HTTP API on a held-out character and dance. Its frames resemble the ground-truth scene far more
     than noise does, and change from frame to frame far less than noise. (Whether the figure follows the pose is
     measured, not asserted: bench/RESULTS.md reports a silhouette IoU near chance for this model, and frames that
-    flicker more in ComfyUI than on the training side, an open mismatch.)"""
+    flicker, in ComfyUI and on the training side alike.)"""
     from train.prepare import read_video
     from train.video_metrics import frame_change, ssim
 

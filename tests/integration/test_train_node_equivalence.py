@@ -132,3 +132,39 @@ def test_single_file_sd15_loads_for_training_and_its_vae_matches_comfyui(pack_ho
     with torch.no_grad():
         ours = ((parts.vae.decode(latent).sample.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
     torch.testing.assert_close(ours, vae.decode(latent).float(), rtol=1e-3, atol=2e-3)
+
+
+def test_train_side_sampler_is_comfyuis_euler(pack_host):
+    """The evaluation's sampler (train.sampling) gives what ComfyUI's own Euler sampler gives on the same motion
+    U-Net, prompts, noise and steps: no clamping of the predicted latents, starting at the noisiest step."""
+    import comfy.sample
+    import comfy.samplers
+    import nodes
+
+    from dreamoving.motion_files import load_motion_model
+    from train.motion_unet import MotionUNet
+    from train.sampling import sample_latents
+    from train.sd15 import SD15Parts, unet_from_single_file
+
+    folders = fixtures.model_folders()
+    frames, steps, cfg = 4, 5, 6.0
+    gen = torch.Generator().manual_seed(3)
+    prompts = {"a dancer": torch.randn(77, 768, generator=gen), "": torch.randn(77, 768, generator=gen)}
+    unet = unet_from_single_file(str(folders["checkpoints"] / fixtures.SMALL_CKPT), SMALL_LDM_UNET)
+    parts = SD15Parts(unet, None, None, None, _text_cache=prompts)
+    motion = load_motion_model(str(folders["animatediff_models"] / fixtures.SMALL_MM)).float()
+    with torch.no_grad():
+        ours = sample_latents(MotionUNet(unet, motion), parts, "a dancer", frames, (8, 8), steps, cfg, seed=5)
+
+    model = nodes.CheckpointLoaderSimple().load_checkpoint(fixtures.SMALL_CKPT)[0]
+    patched = nodes.NODE_CLASS_MAPPINGS["DreaMovingMotionUNetLoader"].execute(
+        model, fixtures.SMALL_MM, 1.0, 1.0, "autoselect").result[0]
+    sigmas = patched.get_model_object("model_sampling").sigmas
+    trailing = torch.cat([sigmas[[999 - 1000 // steps * i for i in range(steps)]], sigmas.new_zeros(1)])
+    positive, negative = ([[prompts[p][None], {}]] for p in ("a dancer", ""))
+    noise = torch.randn(frames, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    comfy_side = comfy.sample.sample_custom(patched, noise, cfg, comfy.samplers.sampler_object("euler"), trailing,
+                                            positive, negative, torch.zeros_like(noise), disable_pbar=True, seed=5)
+    comfy_side = comfy_side.float() * patched.model.latent_format.scale_factor
+    assert ours.abs().max() > 1.5, "some predicted latents leave [-1, 1], so clamping would show"
+    torch.testing.assert_close(ours, comfy_side, rtol=1e-3, atol=1e-3)

@@ -266,3 +266,22 @@ def test_only_the_trained_part_changes(assets, tmp_path):
                  WebVidClips(str(assets["csv"]), str(assets["videos"]), 4, 32), str(tmp_path), log=lambda _: None)
     for name, module in (("unet", parts.unet), ("vae", parts.vae), ("text", parts.text_encoder)):
         assert all(torch.equal(v, frozen[name][k]) for k, v in module.state_dict().items()), f"{name} changed"
+
+
+def test_timestep_sampling_uniform_and_cubic():
+    """Uniform draws are what they were (torch.randint on the step's generator); cubic draws (T2I-Adapter's, for
+    the Video ControlNet) stay in range, are deterministic and mostly noisy: P(t >= 500) = 0.5^(1/3) ~ 0.79."""
+    from train.motion_training import draw_timestep
+
+    def draws(sampling, n=4000, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        return torch.cat([draw_timestep(1000, gen, sampling) for _ in range(n)])
+
+    uniform, cubic = draws("uniform"), draws("cubic")
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(uniform, torch.cat([torch.randint(0, 1000, (1,), generator=gen) for _ in range(4000)]))
+    assert torch.equal(cubic, draws("cubic")) and int(cubic.min()) >= 0 and int(cubic.max()) <= 999
+    assert abs((uniform >= 500).float().mean().item() - 0.5) < 0.03
+    assert abs((cubic >= 500).float().mean().item() - 0.5 ** (1 / 3)) < 0.03
+    with pytest.raises(ValueError, match="timesteps: expected one of .*'uniform'.*got 'linear'"):
+        draws("linear", n=1)
