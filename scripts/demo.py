@@ -2,7 +2,8 @@
 weights/embedded) is installed into ComfyUI's model folders, then the drag-in workflow dreamoving_embedded_dance
 runs through ComfyUI's HTTP API on a held-out character doing a held-out dance (dance_b), both rendered by
 train.dancers. Writes the video, a side-by-side (reference | pose | ours | ground truth) and prints how well the
-figure follows the pose (silhouette IoU against the ground truth, and the ground truth's own reading).
+figure follows the pose (silhouette IoU against the ground truth and its pose specificity, beside the ground
+truth's own readings).
 
     python scripts/demo.py [--comfyui PATH] [--frames 48] [--steps 20] [--clip 0] [--out outputs]
 """
@@ -57,10 +58,11 @@ def write_inputs(clip: dict, folder: Path) -> dict[str, Path]:
 
 
 def demo(argv: list[str] | None = None) -> dict:
-    """Run the demo; returns {"video", "side_by_side", "silhouette_iou" (per frame), "ceiling" (per frame)}."""
+    """Run the demo; returns {"video", "side_by_side", and per frame "silhouette_iou", "pose_specificity" and
+    their ground-truth readings "ceiling", "ceiling_specificity"}."""
     from train.evaluate import side_by_side
     from train.prepare import read_video, write_video
-    from train.video_metrics import silhouette_iou
+    from train.video_metrics import pose_specificity, silhouette_iou
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="default: $COMFYUI_PATH")
@@ -101,11 +103,15 @@ def demo(argv: list[str] | None = None) -> dict:
     truth = {"frames": clip["frames"], "pose": clip["pose"], "reference": clip["reference"]}
     write_video(str(out / "dreamoving_embedded_side_by_side.mp4"), side_by_side(truth, generated), FPS)
     result = {"video": video, "side_by_side": out / "dreamoving_embedded_side_by_side.mp4",
-              "silhouette_iou": [silhouette_iou(g[None], m[None]) for g, m in zip(generated, clip["mask"])],
-              "ceiling": [silhouette_iou(g[None], m[None]) for g, m in zip(clip["frames"], clip["mask"])]}
+              **{name: [measure(g[None], m[None]) for g, m in zip(frames, clip["mask"])]
+                 for name, measure, frames in (("silhouette_iou", silhouette_iou, generated),
+                                               ("pose_specificity", pose_specificity, generated),
+                                               ("ceiling", silhouette_iou, clip["frames"]),
+                                               ("ceiling_specificity", pose_specificity, clip["frames"]))}}
     print(f"{video} ({len(generated)} frames of '{caption}')\n{result['side_by_side']} (reference | pose | ours | "
-          f"ground truth)\nsilhouette IoU with the ground truth: {np.mean(result['silhouette_iou']):.3f} "
-          f"(the ground truth itself: {np.mean(result['ceiling']):.3f})")
+          f"ground truth)\nsilhouette IoU with the ground truth: {np.mean(result['silhouette_iou']):.3f}, pose "
+          f"specificity {np.mean(result['pose_specificity']):+.3f} (the ground truth itself: "
+          f"{np.mean(result['ceiling']):.3f}, {np.mean(result['ceiling_specificity']):+.3f})")
     return result
 
 

@@ -33,7 +33,7 @@ from .prepare import write_video
 from .sampling import sample_latents, to_uint8
 from .video_metrics import ceiling, video_metrics
 
-METRICS = ("l1", "psnr", "ssim", "silhouette_iou", "colour_error", "frame_change", "frame_change_truth",
+METRICS = ("l1", "psnr", "ssim", "silhouette_iou", "pose_specificity", "colour_error", "frame_change", "frame_change_truth",
            "denoising_mse")
 DENOISING_TIMESTEPS = (200, 500, 800)
 PER_FRAME = ("frames", "mask", "keypoints", "pose")
@@ -175,14 +175,14 @@ def _mean(rows: list[dict]) -> dict:
 
 def format_row(name: str, row: dict) -> str:
     return (f"| {name} | {row.get('frames', '')} | {row['l1']:.4f} | {row['psnr']:.2f} | {row['ssim']:.3f} | "
-            f"{row['silhouette_iou']:.3f} | {row['colour_error']:.1f} | {row['frame_change']:.2f} "
+            f"{row['silhouette_iou']:.3f} | {row['pose_specificity']:+.3f} | {row['colour_error']:.1f} | {row['frame_change']:.2f} "
             f"({row['frame_change_truth']:.2f}) | {row['denoising_mse']:.5f} |")
 
 
 def table(results: dict) -> str:
-    lines = ["| variant | frames | L1 | PSNR | SSIM | silhouette IoU | colour error | frame change (truth) | "
-             "denoising MSE |",
-             "|---|---|---|---|---|---|---|---|---|",
+    lines = ["| variant | frames | L1 | PSNR | SSIM | silhouette IoU | pose specificity | colour error | "
+             "frame change (truth) | denoising MSE |",
+             "|---|---|---|---|---|---|---|---|---|---|",
              format_row("ground truth (ceiling)", dict(results["ceiling"], frames=results["frames"]))]
     lines += [format_row(name, row) for name, row in results["variants"].items()]
     return "\n".join(lines)

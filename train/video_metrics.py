@@ -1,5 +1,6 @@
 """Metrics of a generated video against the ground-truth render of the same held-out clip (uint8 frames
-[F, H, W, 3]): pixel error (L1, PSNR, SSIM), whether the figure is where the pose says (silhouette IoU), whether
+[F, H, W, 3]): pixel error (L1, PSNR, SSIM), whether the figure is where the pose says (silhouette IoU, and its
+specificity: the IoU gained over the same masks moved aside), whether
 it keeps the reference's look (colour error per body part), and temporal stability (frame-to-frame change).
 
 Each measure also runs on the ground truth itself where that is meaningful (``ceiling``), since the silhouette
@@ -64,6 +65,23 @@ def silhouette_iou(frames: np.ndarray, masks: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
+def moved_aside(mask: np.ndarray) -> np.ndarray:
+    """The mask moved sideways by its own width (towards the side with more room; as far as the frame allows)."""
+    xs = np.nonzero(mask.any(0))[0]
+    if not len(xs):
+        return mask
+    width, w = xs.max() - xs.min() + 1, mask.shape[1]
+    shift = -min(width, xs.min()) if xs.min() > w - 1 - xs.max() else min(width, w - 1 - xs.max())
+    return np.roll(mask, shift, axis=1)
+
+
+def pose_specificity(frames: np.ndarray, masks: np.ndarray) -> float:
+    """Silhouette IoU with the ground-truth masks minus that with the same masks moved aside: a figure where the
+    pose says reads high, a figure elsewhere or frames of noise (whose colour blobs the estimate also finds near
+    the figure) read about 0."""
+    return silhouette_iou(frames, masks) - silhouette_iou(frames, np.stack([moved_aside(m) for m in masks]))
+
+
 def part_colours(image: np.ndarray, keypoints: np.ndarray) -> dict[str, np.ndarray]:
     """Median colour per body part, sampled at 35/50/65% along each part's segments (visible ends only)."""
     h, w = image.shape[:2]
@@ -104,6 +122,7 @@ def video_metrics(generated: np.ndarray, truth: dict) -> dict[str, float]:
         "psnr": float(np.mean([psnr(g, t) for g, t in zip(generated, gt)])),
         "ssim": float(np.mean([ssim(g, t) for g, t in zip(generated, gt)])),
         "silhouette_iou": silhouette_iou(generated, truth["mask"]),
+        "pose_specificity": pose_specificity(generated, truth["mask"]),
         "colour_error": colour_error(generated, truth["keypoints"], truth["reference"], truth["reference_keypoints"]),
         "frame_change": frame_change(generated),
         "frame_change_truth": frame_change(gt),

@@ -118,9 +118,10 @@ def test_evaluation_command_prints_the_table_on_a_tiny_case(small_run, capsys):
 def test_demo_on_the_shipped_weights_makes_a_video_of_the_scene_not_noise(comfy_root, tmp_path):
     """The main job at a reduced length: the shipped embedded model, installed into ComfyUI's model folders, run
     through the HTTP API on a held-out character and dance. Its frames resemble the ground-truth scene far more
-    than noise does, and change from frame to frame far less than noise. (Whether the figure follows the pose is
-    measured, not asserted: bench/RESULTS.md reports a silhouette IoU near chance for this model, and frames that
-    flicker, in ComfyUI and on the training side alike.)"""
+    than noise does, and change from frame to frame far less than noise (measured: 0.15x noise's; the model
+    before stage 3 ran 2000 cubic steps flickered at 0.28x). Whether the figure follows the pose is measured,
+    not asserted: the pose specificity reads +0.14 here against the ground truth's +0.54, and frames of no
+    ControlNet read about +0.08 (bench/RESULTS.md)."""
     from train.prepare import read_video
     from train.video_metrics import frame_change, ssim
 
@@ -133,4 +134,4 @@ def test_demo_on_the_shipped_weights_makes_a_video_of_the_scene_not_noise(comfy_
     similarity = np.mean([ssim(g, t) for g, t in zip(frames, clip["frames"])])
     assert similarity > 0.5, f"SSIM with the ground truth {similarity:.3f} (noise reads about 0.01)"
     noise = np.random.default_rng(0).integers(0, 256, frames.shape, dtype=np.uint8)
-    assert 0 < frame_change(frames) < 0.5 * frame_change(noise)
+    assert 0 < frame_change(frames) < 0.25 * frame_change(noise)
