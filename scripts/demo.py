@@ -102,12 +102,13 @@ def demo(argv: list[str] | None = None) -> dict:
     generated, _ = read_video(str(video))
     truth = {"frames": clip["frames"], "pose": clip["pose"], "reference": clip["reference"]}
     write_video(str(out / "dreamoving_embedded_side_by_side.mp4"), side_by_side(truth, generated), FPS)
-    result = {"video": video, "side_by_side": out / "dreamoving_embedded_side_by_side.mp4",
-              **{name: [measure(g[None], m[None]) for g, m in zip(frames, clip["mask"])]
-                 for name, measure, frames in (("silhouette_iou", silhouette_iou, generated),
-                                               ("pose_specificity", pose_specificity, generated),
-                                               ("ceiling", silhouette_iou, clip["frames"]),
-                                               ("ceiling_specificity", pose_specificity, clip["frames"]))}}
+    result = {"video": video, "side_by_side": out / "dreamoving_embedded_side_by_side.mp4"}
+    for iou_key, specificity_key, frames in (("silhouette_iou", "pose_specificity", generated),
+                                             ("ceiling", "ceiling_specificity", clip["frames"])):
+        ious = [silhouette_iou(f[None], m[None]) for f, m in zip(frames, clip["mask"])]
+        result[iou_key] = ious
+        result[specificity_key] = [pose_specificity(f[None], m[None], iou)
+                                   for f, m, iou in zip(frames, clip["mask"], ious)]
     print(f"{video} ({len(generated)} frames of '{caption}')\n{result['side_by_side']} (reference | pose | ours | "
           f"ground truth)\nsilhouette IoU with the ground truth: {np.mean(result['silhouette_iou']):.3f}, pose "
           f"specificity {np.mean(result['pose_specificity']):+.3f} (the ground truth itself: "

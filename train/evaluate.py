@@ -33,8 +33,8 @@ from .prepare import write_video
 from .sampling import sample_latents, to_uint8
 from .video_metrics import ceiling, video_metrics
 
-METRICS = ("l1", "psnr", "ssim", "silhouette_iou", "pose_specificity", "colour_error", "frame_change", "frame_change_truth",
-           "denoising_mse")
+METRICS = ("l1", "psnr", "ssim", "silhouette_iou", "pose_specificity", "colour_error", "frame_change",
+           "frame_change_truth", "denoising_mse")
 DENOISING_TIMESTEPS = (200, 500, 800)
 PER_FRAME = ("frames", "mask", "keypoints", "pose")
 
@@ -175,8 +175,8 @@ def _mean(rows: list[dict]) -> dict:
 
 def format_row(name: str, row: dict) -> str:
     return (f"| {name} | {row.get('frames', '')} | {row['l1']:.4f} | {row['psnr']:.2f} | {row['ssim']:.3f} | "
-            f"{row['silhouette_iou']:.3f} | {row['pose_specificity']:+.3f} | {row['colour_error']:.1f} | {row['frame_change']:.2f} "
-            f"({row['frame_change_truth']:.2f}) | {row['denoising_mse']:.5f} |")
+            f"{row['silhouette_iou']:.3f} | {row['pose_specificity']:+.3f} | {row['colour_error']:.1f} | "
+            f"{row['frame_change']:.2f} ({row['frame_change_truth']:.2f}) | {row['denoising_mse']:.5f} |")
 
 
 def table(results: dict) -> str:

@@ -1,7 +1,7 @@
 """Metrics of a generated video against the ground-truth render of the same held-out clip (uint8 frames
 [F, H, W, 3]): pixel error (L1, PSNR, SSIM), whether the figure is where the pose says (silhouette IoU, and its
-specificity: the IoU gained over the same masks moved aside), whether
-it keeps the reference's look (colour error per body part), and temporal stability (frame-to-frame change).
+specificity: the IoU gained over the same masks moved aside), whether it keeps the reference's look (colour error
+per body part), and temporal stability (frame-to-frame change).
 
 Each measure also runs on the ground truth itself where that is meaningful (``ceiling``), since the silhouette
 and colour measures are estimates: a method is judged by how close it comes to the ground truth's own reading.
@@ -75,11 +75,12 @@ def moved_aside(mask: np.ndarray) -> np.ndarray:
     return np.roll(mask, shift, axis=1)
 
 
-def pose_specificity(frames: np.ndarray, masks: np.ndarray) -> float:
-    """Silhouette IoU with the ground-truth masks minus that with the same masks moved aside: a figure where the
-    pose says reads high, a figure elsewhere or frames of noise (whose colour blobs the estimate also finds near
-    the figure) read about 0."""
-    return silhouette_iou(frames, masks) - silhouette_iou(frames, np.stack([moved_aside(m) for m in masks]))
+def pose_specificity(frames: np.ndarray, masks: np.ndarray, iou: float | None = None) -> float:
+    """Silhouette IoU with the ground-truth masks (``iou`` when already measured) minus that with the same masks
+    moved aside: a figure where the pose says reads high, a figure elsewhere or frames of noise (whose colour
+    blobs the estimate also finds near the figure) read about 0."""
+    own = silhouette_iou(frames, masks) if iou is None else iou
+    return own - silhouette_iou(frames, np.stack([moved_aside(m) for m in masks]))
 
 
 def part_colours(image: np.ndarray, keypoints: np.ndarray) -> dict[str, np.ndarray]:
@@ -117,12 +118,13 @@ def video_metrics(generated: np.ndarray, truth: dict) -> dict[str, float]:
     gt = truth["frames"]
     if generated.shape != gt.shape:
         raise ValueError(f"generated video is {generated.shape}, the ground truth {gt.shape}")
+    iou = silhouette_iou(generated, truth["mask"])
     return {
         "l1": float(np.abs(generated.astype(np.float32) - gt.astype(np.float32)).mean() / 255),
         "psnr": float(np.mean([psnr(g, t) for g, t in zip(generated, gt)])),
         "ssim": float(np.mean([ssim(g, t) for g, t in zip(generated, gt)])),
-        "silhouette_iou": silhouette_iou(generated, truth["mask"]),
-        "pose_specificity": pose_specificity(generated, truth["mask"]),
+        "silhouette_iou": iou,
+        "pose_specificity": pose_specificity(generated, truth["mask"], iou),
         "colour_error": colour_error(generated, truth["keypoints"], truth["reference"], truth["reference_keypoints"]),
         "frame_change": frame_change(generated),
         "frame_change_truth": frame_change(gt),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from train import dancers
-from train.video_metrics import (ceiling, colour_error, frame_change, moved_aside, pose_specificity, silhouette_iou, ssim,
-                                 video_metrics)
+from train.video_metrics import (ceiling, colour_error, frame_change, moved_aside, pose_specificity, silhouette_iou,
+                                 ssim, video_metrics)
 
 
 @pytest.fixture(scope="module")
