@@ -1,58 +1,78 @@
-"""Temporal attention: our motion block with the attention backend ComfyUI picked, vs a naive softmax
-reference on the same inputs (time and largest difference).
+"""Our short-key attentions on the real SD1.5 levels, with each of ComfyUI's attention kernels: the motion
+blocks' attention across frames (one sequence per spatial position) and the Content Guider's attention to a few
+image tokens. Prints each kernel's time, the kernel ``nodes.attention_choice`` runs, its speed-up over ComfyUI's
+own pick and the largest difference between the two.
 
-    python bench/attention.py [--frames 64] [--tokens 1024] [--channels 320] [--repeat 5]
+    python bench/attention.py [--frames 16 64] [--size 128] [--tokens 4 16] [--repeat 5]
 """
 from __future__ import annotations
 
 import argparse
-import math
 import time
+from statistics import median
 
 import torch
 
 from harness import report, start_host
 
-from dmtest.reference import softmax_attention  # noqa: E402  (harness puts tests/ on the path)
+LEVELS = ((320, 8), (640, 16), (1280, 32), (1280, 64))  # SD1.5's channels and downscale from the pixels
+
+
+def time_ms(attention, q, k, v, repeat: int) -> tuple[float, torch.Tensor]:
+    out = attention(q, k, v, 8)
+    times = []
+    for _ in range(repeat):
+        if q.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        attention(q, k, v, 8)
+        if q.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return median(times) * 1e3, out
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--frames", type=int, default=64)
-    parser.add_argument("--tokens", type=int, default=1024, help="spatial positions (h * w)")
-    parser.add_argument("--channels", type=int, default=320)
+    parser.add_argument("--frames", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--size", type=int, default=128, help="pixels (latent = size / 8)")
+    parser.add_argument("--tokens", type=int, nargs="+", default=[4, 16], help="guider image tokens")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     host = start_host()
     import comfy.ldm.modules.attention as comfy_attention
     import comfy.model_management
 
-    module_cls = host.pack_module("dreamoving.motion_module")
-    layout = host.pack_module("dreamoving.unet_layout").UNetLayout(args.channels, (1,), (1,))
+    choose = host.pack_module("nodes.attention_choice").short_key_attention
     device = comfy.model_management.get_torch_device()
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    block = module_cls.MotionModel(layout.motion_spec()).down_blocks[0].motion_modules[0].to(device, dtype)
-    side = int(math.sqrt(args.tokens))
-    x = torch.randn(2 * args.frames, args.channels, side, side, device=device, dtype=dtype)
-    rows, outputs = [], {}
-    for name, attention in (("ComfyUI: " + comfy_attention.optimized_attention.__name__,
-                             comfy_attention.optimized_attention), ("naive softmax", softmax_attention)):
-        with torch.no_grad():
-            block(x, args.frames, attention=attention)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(args.repeat):
-                outputs[name] = block(x, args.frames, attention=attention)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        rows.append([name, (time.perf_counter() - start) / args.repeat])
-    first, second = outputs.values()
-    for row in rows:
-        row.append(rows[1][1] / row[1])
-    report(f"temporal attention block, {args.frames} frames x 2 chunks, {side}x{side}, {args.channels} ch, {dtype}",
-           ["attention", "s/call", "speed-up vs naive"], rows,
-           {"max_abs_difference": float((first - second).abs().max())})
+    kernels = {name: getattr(comfy_attention, f"attention_{name}") for name in ("sub_quad", "split", "basic", "pytorch")}
+    picked, ours = comfy_attention.optimized_attention, choose(device)
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+
+    def measure(kind, length, channels, side, q, k, v):
+        q, k, v = (t.to(device, dtype) for t in (q, k, v))
+        times = {name: time_ms(kernel, q, k, v, args.repeat)[0] for name, kernel in kernels.items()}
+        ours_ms, ours_out = time_ms(ours, q, k, v, args.repeat)
+        picked_ms, picked_out = time_ms(picked, q, k, v, args.repeat)
+        rows.append([kind, length, channels, f"{side}x{side}", *times.values(), ours.__name__, picked_ms / ours_ms,
+                     float((ours_out - picked_out).abs().max())])
+
+    for frames in args.frames:
+        for channels, down in LEVELS:
+            side = args.size // down
+            q, k, v = (torch.randn(2 * side * side, frames, channels, generator=gen) for _ in range(3))
+            measure("motion (frames)", frames, channels, side, q, k, v)
+        for tokens in args.tokens:
+            for channels, down in LEVELS[:3]:
+                side = args.size // down
+                q = torch.randn(2, frames * side * side, channels, generator=gen)
+                k, v = (torch.randn(2, tokens, channels, generator=gen) for _ in range(2))
+                measure(f"guider ({frames} frames, tokens)", tokens, channels, side, q, k, v)
+    report(f"short-key attentions, {args.size}x{args.size}, cfg (2 chunks), {dtype}; ComfyUI picked {picked.__name__}",
+           ["attention", "keys", "channels", "latent", *(f"{n} ms" for n in kernels), "ours", "speed-up vs pick",
+            "max |ours - pick|"], rows, {"repeat": args.repeat})
 
 
 if __name__ == "__main__":

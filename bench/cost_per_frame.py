@@ -7,7 +7,10 @@ its timed steps (the first step of a run is set-up and not timed) and its ratio 
 U-Net of the same round, so load changes on the machine between rounds cancel out. The reported ratio is the
 median over rounds; "rounds" gives the lowest and highest round's ratio, a measure of the run's noise.
 
-    python bench/cost_per_frame.py [--frames 16 32 64] [--size 128] [--steps 4] [--repeats 3]
+    python bench/cost_per_frame.py [--frames 16 32 64] [--size 128] [--steps 4] [--repeats 3] [--models full]
+
+``--models full`` runs random weights of the real sizes (SD1.5, mm_sd_v15_v2, an SD1.5 ControlNet with motion
+blocks, a Content Guider on all 16 cross-attention layers) instead of the small test models.
 """
 from __future__ import annotations
 
@@ -28,8 +31,9 @@ def main():
     parser.add_argument("--size", type=int, default=128, help="pixels (latent = size / 8)")
     parser.add_argument("--steps", type=int, default=4, help="steps per run; all but the first are timed")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of all variants")
+    parser.add_argument("--models", choices=("small", "full"), default="small")
     args = parser.parse_args()
-    models = Models(start_host())
+    models = Models(start_host(), full=args.models == "full")
     rows = []
     for frames in args.frames:
         full = models.controlled(models.video_controlnet, frames, args.size)
@@ -48,9 +52,9 @@ def main():
         rows.append([frames, "VideoCN / (nativeCN + motion)", "", "",
                      *_against_flops(round_ratios(rounds, "motion+VideoCN", "motion+nativeCN"),
                                      flops["motion+VideoCN"] / flops["motion+nativeCN"])])
-    report(f"cost per step, {args.size}x{args.size}, cfg (cond+uncond)",
+    report(f"cost per step, {args.models} models, {args.size}x{args.size}, cfg (cond+uncond)",
            ["frames", "model", "s/step", "s/frame/step", "ratio", "FLOP ratio", "ratio/FLOP-1", "rounds"], rows,
-           {"steps": args.steps, "repeats": args.repeats})
+           {"steps": args.steps, "repeats": args.repeats, "models": args.models})
 
 
 def _against_flops(ratios: list[float], predicted: float) -> list:

@@ -42,25 +42,29 @@ def text_conds(clip) -> tuple:
 
 
 class Models:
-    """The model variants a benchmark compares, built once through the nodes' own code."""
+    """The model variants a benchmark compares, built once through the nodes' own code: on the small test
+    models, or (``full``) on random weights of the real SD1.5, mm_sd_v15_v2, ControlNet and guider sizes."""
 
-    def __init__(self, host: InProcessHost):
+    def __init__(self, host: InProcessHost, full: bool = False):
+        import comfy.controlnet
         import nodes
 
+        if full:
+            fixtures.ensure_full_sd15()
+        names = (fixtures.FULL_CKPT, fixtures.FULL_MM, fixtures.FULL_CN, fixtures.FULL_VIDEO_CN, fixtures.FULL_GUIDER) \
+            if full else (fixtures.SMALL_CKPT, fixtures.SMALL_MM, fixtures.SMALL_CN, fixtures.VIDEO_CN, fixtures.GUIDER)
+        checkpoint, motion, controlnet, video_controlnet, guider = names
+        folders = fixtures.model_folders()
         self.nodes, self.host = nodes, host
-        model, clip, _ = nodes.CheckpointLoaderSimple().load_checkpoint(fixtures.SMALL_CKPT)[:3]
+        model, clip, _ = nodes.CheckpointLoaderSimple().load_checkpoint(checkpoint)[:3]
         self.plain, self.clip = model, clip
         self.text = text_conds(clip)
         loader = nodes.NODE_CLASS_MAPPINGS["DreaMovingMotionUNetLoader"]
-        self.motion = loader.execute(model, fixtures.SMALL_MM, 1.0, 1.0, "use existing").result[0]
+        self.motion = loader.execute(model, motion, 1.0, 1.0, "use existing").result[0]
         self.video_controlnet = host.pack_module("nodes.video_controlnet").load_video_controlnet(
-            str(fixtures.model_folders()["controlnet"] / fixtures.VIDEO_CN))
-        import comfy.controlnet
-
-        self.native_controlnet = comfy.controlnet.load_controlnet(
-            str(fixtures.model_folders()["controlnet"] / fixtures.SMALL_CN))
-        guider = host.pack_module("dreamoving.guider_files").load_content_guider(
-            str(fixtures.model_folders()["dreamoving"] / fixtures.GUIDER))
+            str(folders["controlnet"] / video_controlnet))
+        self.native_controlnet = comfy.controlnet.load_controlnet(str(folders["controlnet"] / controlnet))
+        guider = host.pack_module("dreamoving.guider_files").load_content_guider(str(folders["dreamoving"] / guider))
         gen = torch.Generator().manual_seed(0)
         tokens = {s: (torch.randn(1, n, 768, generator=gen), torch.zeros(1, n, 768)) for s, n in (("face", 4), ("cloth", 16))}
         self.guided_motion = host.pack_module("nodes.guider_patch").attach_guider(

@@ -23,6 +23,7 @@ from comfy.patcher_extension import CallbacksMP
 
 from ..dreamoving.content_guider import ContentGuider, guided_attention
 from .additional_models import riding_patcher
+from .attention_choice import short_key_attention
 
 GUIDER_KEY = "dreamoving_content_guider"
 
@@ -98,7 +99,7 @@ class GuidedCrossAttention:
                     continue
                 tokens = torch.cat([(term.cond, term.uncond)[min(c, 1)] for c in chunks]).to(q)
                 attention_terms.append((term.weight, *layer.kv(term.stream, tokens)))  # one K/V per chunk
-            out = guided_attention(q, out, attention_terms, heads, comfy_attention.optimized_attention)
+            out = guided_attention(q, out, attention_terms, heads, short_key_attention(q.device))
         for callback, kwargs in self.callbacks:
             if sigma is None or kwargs.get("sigma_end", 0.0) <= sigma <= kwargs.get("sigma_start", float("inf")):
                 out = out + callback(out, q, k, v, extra_options, **kwargs)

@@ -7,7 +7,6 @@ and ``cond_or_uncond``. Per-model settings live in transformer_options (plain fl
 """
 from __future__ import annotations
 
-import comfy.ldm.modules.attention as comfy_attention
 import comfy.model_sampling
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
@@ -17,6 +16,7 @@ from comfy.patcher_extension import PatcherInjection
 from ..dreamoving.motion_module import MotionModel, VanillaTemporalModule
 from ..dreamoving.unet_layout import UNetLayout
 from .additional_models import riding_patcher
+from .attention_choice import short_key_attention
 from .context_patch import refuse_unusable_core_windows
 
 MOTION_KEY = "dreamoving_motion"
@@ -71,7 +71,7 @@ def run_motion_block(layer, x, emb, context, transformer_options, *args):
     if x.shape[0] % chunks:
         raise ValueError(f"motion blocks: a batch of {x.shape[0]} cannot hold {chunks} equal cond/uncond chunks")
     return layer(x, x.shape[0] // chunks, scale=settings.get("scale", 1.0), effect=settings.get("effect", 1.0),
-                 attention=comfy_attention.optimized_attention)
+                 attention=short_key_attention(x.device))
 
 
 def attach_motion(model, motion: MotionModel, scale: float, effect: float):

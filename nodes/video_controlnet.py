@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 import comfy.controlnet
-import comfy.ldm.modules.attention as comfy_attention
 import comfy.ops
 from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 
@@ -18,6 +17,7 @@ from ..dreamoving.frames import fit_frames
 from ..dreamoving.motion_files import motion_model_from_state_dict
 from ..dreamoving.motion_module import MotionModel
 from ..dreamoving.unet_layout import UNetLayout
+from .attention_choice import short_key_attention
 from .context_patch import core_frame_window
 from .motion_patch import insert_position
 
@@ -53,7 +53,7 @@ class VideoControlModel(torch.nn.Module):
 
     def _motion(self, where, h, frames):
         module = self._after.get(where)
-        return h if module is None else module(h, frames, attention=comfy_attention.optimized_attention)
+        return h if module is None else module(h, frames, attention=short_key_attention(h.device))
 
     def _guided_hint(self, hint, emb, context, hint_frames, memo: HintMemo | None):
         """The hint block's output. With ``hint_frames`` the hint repeats every ``hint_frames`` rows (one copy per

@@ -151,20 +151,24 @@ VIDEO_CN = "dm_small_video_controlnet.safetensors"            # our format: SMAL
 VIDEO_CN_ZERO = "dm_small_video_controlnet_zero_out.safetensors"  # the same with proj_out zeroed
 
 
-def ensure_video_controlnets() -> Path:
-    """Our single-file Video ControlNets, written as the format says (not by our writer)."""
+def write_video_controlnet(path: Path, unet_config: dict, zero: bool = False) -> None:
+    """Our single-file Video ControlNet for ``unet_config``, written as the format says (not by our writer)."""
     from dmtest.animatediff import motion_file_tensors
 
-    def write(path: Path, zero: bool):
-        plain = {k.removeprefix("control_model."): v for k, v in controlnet_tensors(SMALL_UNET, 21).items()}
-        motion = motion_file_tensors([320, 320], 1, mid=True, pe_len=64, seed=13, zero_out=zero, dtype=torch.float16)
-        tensors = dict(plain, **{"motion." + k: v for k, v in motion.items() if not k.startswith("up_blocks.")})
-        save_file(tensors, str(path), metadata={"format": "dreamoving.video_controlnet", "version": "1",
-                                                "motion_heads": "8", "motion_pe_len": "64"})
+    plain = {k.removeprefix("control_model."): v for k, v in controlnet_tensors(unet_config, 21).items()}
+    channels = [unet_config["model_channels"] * m for m in unet_config["channel_mult"]]
+    res_blocks = unet_config["num_res_blocks"][0]
+    motion = motion_file_tensors(channels, res_blocks, mid=True, pe_len=64, seed=13, zero_out=zero, dtype=torch.float16)
+    tensors = dict(plain, **{"motion." + k: v for k, v in motion.items() if not k.startswith("up_blocks.")})
+    save_file(tensors, str(path), metadata={"format": "dreamoving.video_controlnet", "version": "1",
+                                            "motion_heads": "8", "motion_pe_len": "64"})
 
+
+def ensure_video_controlnets() -> Path:
+    """Our single-file Video ControlNets for dm_small_sd15."""
     folder = ensure_controlnets()
     for name, zero in ((VIDEO_CN, False), (VIDEO_CN_ZERO, True)):
-        write_once(folder / name, lambda p, z=zero: write(p, z))
+        write_once(folder / name, lambda p, z=zero: write_video_controlnet(p, SMALL_UNET, z))
     return folder
 
 
@@ -191,12 +195,13 @@ def clip_vision_tensors(seed: int = 31) -> dict[str, torch.Tensor]:
     return {k: v.to(torch.float8_e4m3fn) if v.dim() == 2 else v.half() for k, v in random_like(shapes, seed, torch.float32).items()}
 
 
-def write_guider(path: str) -> None:
-    """Our Content Guider file for dm_small_sd15, assembled (as the format says) from IP-Adapter-layout streams."""
+def write_guider(path: str, xattn: list[int] = SMALL_XATTN) -> None:
+    """Our Content Guider file for the U-Net with cross-attention layers of ``xattn`` channels (IP-Adapter's
+    order; dm_small_sd15's by default), assembled (as the format says) from IP-Adapter-layout streams."""
     from dmtest import ipadapter
 
-    streams = {"face": ipadapter.faceid_plus_tensors(SMALL_XATTN, embedding_dim=1280, seed=41),
-               "cloth": ipadapter.plus_tensors(SMALL_XATTN, embedding_dim=1280, seed=42)}
+    streams = {"face": ipadapter.faceid_plus_tensors(xattn, embedding_dim=1280, seed=41),
+               "cloth": ipadapter.plus_tensors(xattn, embedding_dim=1280, seed=42)}
     tensors = {}
     for stream, sd in streams.items():
         for key, value in sd.items():
@@ -292,21 +297,30 @@ def write_demo_inputs(folder: Path) -> tuple[Path, Path]:
     return reference, driving
 
 
-FULL_CKPT = "dm_full_sd15.safetensors"   # the real SD1.5 U-Net size (random), for memory benchmarks only
+FULL_CKPT = "dm_full_sd15.safetensors"   # the real SD1.5 U-Net size (random), for benchmarks only
 FULL_MM = "dm_full_mm_v2.safetensors"    # a motion module the size of mm_sd_v15_v2 (random)
+FULL_CN = "dm_full_controlnet_sd15.safetensors"          # an SD1.5 ControlNet, real size (random)
+FULL_VIDEO_CN = "dm_full_video_controlnet.safetensors"  # the same + motion blocks of mm_sd_v15_v2's size
+FULL_GUIDER = "dm_full_content_guider.safetensors"      # a Content Guider for the real SD1.5 U-Net (random)
 FULL_UNET = dict(_UNET_COMMON, num_res_blocks=[2, 2, 2, 2], channel_mult=[1, 2, 4, 4],
                  transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
                  transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])
+# SD1.5's 16 cross-attention layers in IP-Adapter's order: input blocks, output blocks, middle block
+FULL_XATTN = [320, 320, 640, 640, 1280, 1280] + [1280] * 3 + [640] * 3 + [320] * 3 + [1280]
 
 
 def ensure_full_sd15() -> None:
-    """Full-size SD1.5 checkpoint and motion module (about 2.7 GB together); not used by the tests."""
+    """Real-size SD1.5 checkpoint, motion module, ControlNet, Video ControlNet and Content Guider (about 5 GB);
+    for the benchmarks, not used by the tests."""
     from dmtest.animatediff import SD15_CHANNELS, motion_file_tensors
 
     folders = model_folders()
     jobs = {folders["checkpoints"] / FULL_CKPT: lambda p: save_file(sd15_checkpoint_tensors(FULL_UNET, 5), p),
             folders["animatediff_models"] / FULL_MM: lambda p: save_file(
-                motion_file_tensors(SD15_CHANNELS, 2, mid=True, pe_len=32, seed=6, dtype=torch.float16), p)}
+                motion_file_tensors(SD15_CHANNELS, 2, mid=True, pe_len=32, seed=6, dtype=torch.float16), p),
+            folders["controlnet"] / FULL_CN: lambda p: save_file(controlnet_tensors(FULL_UNET, 21), p),
+            folders["controlnet"] / FULL_VIDEO_CN: lambda p: write_video_controlnet(p, FULL_UNET),
+            folders["dreamoving"] / FULL_GUIDER: lambda p: write_guider(p, FULL_XATTN)}
     for path, write in jobs.items():
         write_once(path, write)
 

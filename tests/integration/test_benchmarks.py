@@ -48,7 +48,23 @@ def test_long_video_reports_the_frames_the_windows_evaluate(comfy_root):
         assert r["peak MiB"] >= 0 and r["ComfyUI estimate MiB (1 window)"] > 0
 
 
-def test_attention_bench_compares_comfyuis_backend_with_the_reference(comfy_root):
-    result = bench(comfy_root, "attention.py", "--frames", "8", "--tokens", "16", "--repeat", "1")
-    assert [row[0].split(":")[0] for row in result["rows"]] == ["ComfyUI", "naive softmax"]
-    assert result["max_abs_difference"] < 1e-4
+def test_attention_bench_times_every_kernel_on_every_level_and_names_the_one_we_run(comfy_root):
+    result = bench(comfy_root, "attention.py", "--frames", "8", "--size", "64", "--tokens", "4", "--repeat", "1")
+    rows = [dict(zip(result["columns"], row)) for row in result["rows"]]
+    assert [(r["attention"], r["keys"], r["channels"], r["latent"]) for r in rows] == [
+        ("motion (frames)", 8, 320, "8x8"), ("motion (frames)", 8, 640, "4x4"), ("motion (frames)", 8, 1280, "2x2"),
+        ("motion (frames)", 8, 1280, "1x1"), ("guider (8 frames, tokens)", 4, 320, "8x8"),
+        ("guider (8 frames, tokens)", 4, 640, "4x4"), ("guider (8 frames, tokens)", 4, 1280, "2x2")]
+    for r in rows:
+        assert r["ours"] == "attention_pytorch"  # ComfyUI's CPU pick is sub-quadratic: SDPA runs instead
+        assert r["max |ours - pick|"] < 1e-4 and r["speed-up vs pick"] > 0
+        assert all(r[f"{kernel} ms"] > 0 for kernel in ("sub_quad", "split", "basic", "pytorch"))
+
+
+def test_motion_levels_splits_a_step_into_the_unets_blocks_and_the_motion_blocks(comfy_root):
+    result = bench(comfy_root, "motion_levels.py", "--models", "small", "--frames", "2", "--size", "64", "--steps", "1")
+    rows = [dict(zip(result["columns"], row)) for row in result["rows"]]
+    motion = [(r["blocks"], r["latent"]) for r in rows[:-1] if r["motion s/step"]]
+    assert motion == [("down", "8x8"), ("down", "4x4"), ("mid", "4x4"), ("up", "4x4"), ("up", "8x8")]
+    total = rows[-1]
+    assert total["blocks"] == "all" and total["U-Net s/step"] > 0 and 0 < total["FLOP ratio"] < 1

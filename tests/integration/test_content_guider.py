@@ -176,6 +176,55 @@ def test_64_frames_with_motion_video_controlnet_and_guider(pack_host, images):
     assert out.shape == (64, 4, 8, 8) and torch.isfinite(out).all()
 
 
+def test_short_key_attentions_run_sdpa_on_cpu_and_match_comfyuis_kernel(pack_host, images, monkeypatch):
+    """Issue 17: with ComfyUI's CPU default (sub-quadratic), the motion blocks of the U-Net and of the Video
+    ControlNet (6 frames) and the guider's image terms (4 face, 16 cloth tokens) run torch's SDPA, the text
+    attention stays ComfyUI's; the result equals that of ComfyUI's kernel everywhere (the flag that asks for it)."""
+    import comfy.ldm.modules.attention as comfy_attention
+    from comfy.cli_args import args
+
+    monkeypatch.setattr(comfy_attention, "optimized_attention", comfy_attention.attention_sub_quad)
+    sdpa, keys = comfy_attention.attention_pytorch, []
+
+    def spy(q, k, v, heads, *rest, **kwargs):
+        keys.append(k.shape[-2])
+        return sdpa(q, k, v, heads, *rest, **kwargs)
+
+    monkeypatch.setattr(comfy_attention, "attention_pytorch", spy)
+    prompt = prompts.add_video_controlnet(guided_video(1.0, 1.0, frames=6, sampler="KSampler"), fixtures.VIDEO_CN, 6)
+    ours = samples(pack_host, prompt)
+    assert set(keys) == {6, 4, 16}, sorted(set(keys))
+    calls = {n: keys.count(n) for n in (6, 4, 16)}
+    keys.clear()
+    samples(pack_host, guided_video(1.0, 1.0, frames=6, sampler="KSampler"))
+    assert keys.count(6) < calls[6], "the Video ControlNet's motion blocks run SDPA too"
+    monkeypatch.setattr(args, "use_quad_cross_attention", True)
+    keys.clear()
+    theirs = samples(pack_host, prompt)
+    assert not keys
+    scale = float(theirs.abs().max())  # the random fixture's latents run to hundreds
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale), float((ours - theirs).abs().max()) / scale
+
+
+def test_short_key_attention_keeps_comfyuis_pick_off_cpu_when_asked_or_when_fast(pack_host, monkeypatch):
+    import comfy.ldm.modules.attention as comfy_attention
+    from comfy.cli_args import args
+
+    choose = pack_host.pack_module("nodes.attention_choice").short_key_attention
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    for fallback in (comfy_attention.attention_sub_quad, comfy_attention.attention_split):
+        monkeypatch.setattr(comfy_attention, "optimized_attention", fallback)
+        assert choose(cpu) is comfy_attention.attention_pytorch
+        assert choose(meta) is fallback  # measured on CPU only: elsewhere ComfyUI's pick
+        for flag in ("use_split_cross_attention", "use_quad_cross_attention"):
+            monkeypatch.setattr(args, flag, True)
+            assert choose(cpu) is fallback, flag  # the user asked for it
+            monkeypatch.setattr(args, flag, False)
+    for picked in (comfy_attention.attention_pytorch, comfy_attention.attention_basic):
+        monkeypatch.setattr(comfy_attention, "optimized_attention", picked)
+        assert choose(cpu) is picked
+
+
 OWN_ENCODER_GUIDER = "dm_test_guider_own_encoder.safetensors"
 
 
