@@ -3,7 +3,10 @@ blocks' attention across frames (one sequence per spatial position) and the Cont
 image tokens. Prints each kernel's time, the kernel ``nodes.attention_choice`` runs, its speed-up over ComfyUI's
 own pick and the largest difference between the two.
 
-    python bench/attention.py [--frames 16 64] [--size 128] [--tokens 4 16] [--repeat 5]
+``--threads 1`` on CPU times the calling thread's CPU time (torch then computes in that thread), which other
+load on the machine does not inflate; otherwise wall-clock time.
+
+    python bench/attention.py [--frames 16 64] [--size 128] [--tokens 4 16] [--repeat 5] [--threads 1]
 """
 from __future__ import annotations
 
@@ -19,16 +22,17 @@ LEVELS = ((320, 8), (640, 16), (1280, 32), (1280, 64))  # SD1.5's channels and d
 
 
 def time_ms(attention, q, k, v, repeat: int) -> tuple[float, torch.Tensor]:
+    clock = time.thread_time if q.device.type == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
     out = attention(q, k, v, 8)
     times = []
     for _ in range(repeat):
         if q.is_cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         attention(q, k, v, 8)
         if q.is_cuda:
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return median(times) * 1e3, out
 
 
@@ -38,7 +42,10 @@ def main():
     parser.add_argument("--size", type=int, default=128, help="pixels (latent = size / 8)")
     parser.add_argument("--tokens", type=int, nargs="+", default=[4, 16], help="guider image tokens")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     host = start_host()
     import comfy.ldm.modules.attention as comfy_attention
     import comfy.model_management
@@ -72,7 +79,9 @@ def main():
                 measure(f"guider ({frames} frames, tokens)", tokens, channels, side, q, k, v)
     report(f"short-key attentions, {args.size}x{args.size}, cfg (2 chunks), {dtype}; ComfyUI picked {picked.__name__}",
            ["attention", "keys", "channels", "latent", *(f"{n} ms" for n in kernels), "ours", "speed-up vs pick",
-            "max |ours - pick|"], rows, {"repeat": args.repeat})
+            "max |ours - pick|"], rows,
+           {"repeat": args.repeat, "clock": "thread CPU time" if device.type == "cpu" and torch.get_num_threads() == 1
+            else "wall"})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ median over rounds; "rounds" gives the lowest and highest round's ratio, a measu
     python bench/cost_per_frame.py [--frames 16 32 64] [--size 128] [--steps 4] [--repeats 3] [--models full]
 
 ``--models full`` runs random weights of the real sizes (SD1.5, mm_sd_v15_v2, an SD1.5 ControlNet with motion
-blocks, a Content Guider on all 16 cross-attention layers) instead of the small test models.
+blocks, a Content Guider on all 16 cross-attention layers) instead of the small test models. ``--ade PATH`` (a
+checkout of AnimateDiff-Evolved) adds the same motion module through its loader, and our motion U-Net's step
+over its.
 """
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ def main():
     parser.add_argument("--steps", type=int, default=4, help="steps per run; all but the first are timed")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of all variants")
     parser.add_argument("--models", choices=("small", "full"), default="small")
+    parser.add_argument("--ade", help="a checkout of ComfyUI-AnimateDiff-Evolved to run beside ours")
     args = parser.parse_args()
-    models = Models(start_host(), full=args.models == "full")
+    models = Models(start_host(), full=args.models == "full", ade=args.ade)
     rows = []
     for frames in args.frames:
         full = models.controlled(models.video_controlnet, frames, args.size)
@@ -41,6 +44,8 @@ def main():
         variants = {"plain": (models.plain, models.text), "motion": (models.motion, models.text),
                     "motion+VideoCN+guider": (models.guided_motion, full),
                     "motion+nativeCN": (models.motion, native), "motion+VideoCN": (models.motion, full)}
+        if models.ade_motion is not None:
+            variants["ADE motion"] = (models.ade_motion, models.text)
         run(models.plain, models.text, frames, args.size, 1)  # warm-up: loads the models
         rounds = [{name: median(step_seconds(m, c, frames, args.size, args.steps)) for name, (m, c) in variants.items()}
                   for _ in range(args.repeats)]
@@ -52,6 +57,10 @@ def main():
         rows.append([frames, "VideoCN / (nativeCN + motion)", "", "",
                      *_against_flops(round_ratios(rounds, "motion+VideoCN", "motion+nativeCN"),
                                      flops["motion+VideoCN"] / flops["motion+nativeCN"])])
+        if "ADE motion" in variants:
+            rows.append([frames, "motion / ADE motion", "", "",
+                         *_against_flops(round_ratios(rounds, "motion", "ADE motion"),
+                                         flops["motion"] / flops["ADE motion"])])
     report(f"cost per step, {args.models} models, {args.size}x{args.size}, cfg (cond+uncond)",
            ["frames", "model", "s/step", "s/frame/step", "ratio", "FLOP ratio", "ratio/FLOP-1", "rounds"], rows,
            {"steps": args.steps, "repeats": args.repeats, "models": args.models})

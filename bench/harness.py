@@ -5,6 +5,7 @@ module, SD1.5 ControlNet, Video ControlNet, Content Guider); absolute times are 
 """
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import platform
@@ -45,7 +46,7 @@ class Models:
     """The model variants a benchmark compares, built once through the nodes' own code: on the small test
     models, or (``full``) on random weights of the real SD1.5, mm_sd_v15_v2, ControlNet and guider sizes."""
 
-    def __init__(self, host: InProcessHost, full: bool = False):
+    def __init__(self, host: InProcessHost, full: bool = False, ade: str | None = None):
         import comfy.controlnet
         import nodes
 
@@ -69,6 +70,15 @@ class Models:
         tokens = {s: (torch.randn(1, n, 768, generator=gen), torch.zeros(1, n, 768)) for s, n in (("face", 4), ("cloth", 16))}
         self.guided_motion = host.pack_module("nodes.guider_patch").attach_guider(
             self.motion, guider, tokens, {"face": 1.0, "cloth": 1.0}, 0.0, 1.0)
+        self.ade_motion = self._ade_motion(ade, model, motion) if ade else None
+
+    def _ade_motion(self, checkout: str, model, motion_file: str):
+        """The same motion module through AnimateDiff-Evolved (a checkout of it, loaded as ComfyUI loads a custom
+        node pack) for a side-by-side run."""
+        if not asyncio.run(self.nodes.load_custom_node(str(Path(checkout).resolve()))):
+            raise SystemExit(f"AnimateDiff-Evolved at {checkout} failed to load")
+        loader = self.nodes.NODE_CLASS_MAPPINGS["ADE_AnimateDiffLoaderGen1"]()
+        return loader.load_mm_and_inject_params(model, motion_file, "autoselect")[0]
 
     def windowed(self, model, context_length: int):
         """``model`` sampling in context windows of ``context_length`` frames (overlap a quarter); and the options."""

@@ -4,7 +4,8 @@ Guider's attention to a few image tokens.
 ComfyUI's pick, except on CPU where ComfyUI fell back by default (no flag asked for it) to a memory-saving kernel,
 sub-quadratic or split. Those chunk the queries and copy per head to bound the score matrix, which for these
 attentions is small anyway; torch's SDPA (ComfyUI's ``attention_pytorch``) was faster at every real SD1.5 level
-measured: 1.5-5x across 16-256 frames, 1.2-1.6x for 4-16 image tokens (``bench/attention.py``, bench/RESULTS.md).
+measured: 1.5-2.8x at 16 and 64 frames (3-5x at 128-256), 1.1-1.7x for 4-16 image tokens
+(``bench/attention.py``, bench/RESULTS.md).
 """
 from __future__ import annotations
 
