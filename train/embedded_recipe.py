@@ -34,7 +34,6 @@ from dreamoving.weights import read_state_dict
 from .clip_tokenizer import clip_tokenizer_folder
 from .config import StageConfig
 from .embedded import BASE_CONFIG, base_parts, train_base_unet
-from .motion_training import latest_checkpoint
 from .sd15 import SD15Parts, load_sd15
 
 PE_LEN = 64
@@ -59,7 +58,6 @@ class Recipe:
     vae_steps: int
     vae_batch: int
     unet: StageConfig
-    unet_noisy: StageConfig   # the image U-Net continued (to ``steps`` in all) on cubic, mostly noisy, timesteps
     guider: StageConfig       # stage 1
     motion: StageConfig       # stage 2
     controlnet: StageConfig   # stage 3
@@ -75,10 +73,6 @@ class Recipe:
 
 FULL = Recipe(train_clips=100, eval_clips=10, clip_frames=48, eval_frames=128, vae_steps=4000, vae_batch=8,
               unet=BASE_CONFIG.with_overrides(dict(steps=1500, batch_size=8, checkpoint_every=100)),
-              # uniform draws left the U-Net 9x worse than "clean latent = 0" at t = 999 (colour casts, flicker);
-              # 300 more cubic steps halved that (2026-12-07 in bench/RESULTS.md)
-              unet_noisy=BASE_CONFIG.with_overrides(dict(steps=2500, batch_size=8, checkpoint_every=100,
-                                                         timesteps="cubic")),
               guider=_stage(1, "content_guider", "guider projections + face/cloth K/V", 1, 2e-4, 8, 400),
               motion=_stage(2, "long_frame_pretraining", "U-Net motion blocks", 16, 2e-4, 1, 300),
               # stage 3: 800 uniform steps left the figure near chance; 1400 read silhouette IoU 0.42 (uniform) /
@@ -88,7 +82,6 @@ FULL = Recipe(train_clips=100, eval_clips=10, clip_frames=48, eval_frames=128, v
 SMALL = dataclasses.replace(
     FULL, train_clips=4, eval_clips=2, clip_frames=8, eval_frames=8, vae_steps=6, vae_batch=2,
     unet=FULL.unet.with_overrides(dict(steps=4, batch_size=2, checkpoint_every=2)),
-    unet_noisy=FULL.unet_noisy.with_overrides(dict(steps=6, batch_size=2, checkpoint_every=2)),
     guider=FULL.guider.with_overrides(dict(steps=3, batch_size=2)),
     motion=FULL.motion.with_overrides(dict(steps=3, frames=4)),
     controlnet=FULL.controlnet.with_overrides(dict(steps=3, frames=4)),
@@ -104,8 +97,7 @@ class Paths:
         self.data = os.path.join(out, "data")
         self.tokenizer = os.path.join(out, "tokenizer")
         self.vae = os.path.join(out, "vae", "taesd.safetensors")
-        self.unet = os.path.join(out, "unet")
-        self.checkpoint = os.path.join(out, "unet_noisy", "checkpoint.safetensors")
+        self.checkpoint = os.path.join(out, "unet", "checkpoint.safetensors")
         self.guider = os.path.join(out, "stage1", "content_guider.safetensors")
         self.motion = os.path.join(out, "stage2", "motion_module.safetensors")
         self.controlnet = os.path.join(out, "stage3", "video_controlnet.safetensors")
@@ -136,13 +128,6 @@ def ship(paths: Paths, name: str) -> str:
         pack_file(source(paths), paths.shipped(name), drop, exact)
         install_file(name, paths.shipped(name), paths.installed(name))
     return paths.installed(name)
-
-
-def continue_training(previous_dir: str, steps: int, output_dir: str) -> None:
-    """Start ``output_dir`` from the training state ``previous_dir`` ended with at ``steps`` (weights and
-    optimizer), so that a resumed run there goes on from it."""
-    if latest_checkpoint(output_dir) is None:
-        shutil.copytree(os.path.join(previous_dir, f"checkpoint-{steps}"), os.path.join(output_dir, f"checkpoint-{steps}"))
 
 
 def new_motion_model(layout: UNetLayout, ff_mult: int, seed: int) -> MotionModel:
@@ -183,13 +168,8 @@ def run_all(out: str, recipe: Recipe = FULL, log=print) -> Paths:
         train_vae(DancerImages(paths.data, "train"), os.path.dirname(paths.vae), recipe.vae_steps, recipe.vae_batch,
                   lr=VAE_LR, resume=True, log=log)
     if not os.path.exists(paths.checkpoint):
-        if not os.path.exists(os.path.join(paths.unet, "checkpoint.safetensors")):
-            log("== image U-Net")
-            train_base_unet(recipe.unet, base_parts(paths.vae, paths.tokenizer), DancerImages(paths.data, "train"),
-                            paths.unet, resume=True, log=log)
-        log("== image U-Net at the noisy steps")
-        continue_training(paths.unet, recipe.unet.steps, os.path.dirname(paths.checkpoint))
-        train_base_unet(recipe.unet_noisy, base_parts(paths.vae, paths.tokenizer), DancerImages(paths.data, "train"),
+        log("== image U-Net")
+        train_base_unet(recipe.unet, base_parts(paths.vae, paths.tokenizer), DancerImages(paths.data, "train"),
                         os.path.dirname(paths.checkpoint), resume=True, log=log)
     ship(paths, BASE_FILE)
     layout = UNetLayout.from_config(UNET_CONFIG)

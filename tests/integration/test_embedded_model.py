@@ -18,7 +18,7 @@ from dreamoving.comfy_launch import PACK_DIR
 from dreamoving.embedded_model import INSTALLED, install_embedded
 
 EMBEDDED_WORKFLOW = PACK_DIR / "workflows" / "api" / "dreamoving_embedded_dance.json"
-PARTS = ("data", "VAE", "image U-Net", "image U-Net at the noisy steps", "stage 1", "stage 2", "stage 3", "stage 4", "ablation")
+PARTS = ("data", "VAE", "image U-Net", "stage 1", "stage 2", "stage 3", "stage 4", "ablation")
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,6 @@ def test_small_configuration_trains_every_part_in_order_and_the_base_learns(smal
     for part in PARTS[1:]:
         assert losses[part] and all(math.isfinite(v) for v in losses[part]), part
     assert losses["VAE"][-1] < losses["VAE"][0] and losses["image U-Net"][-1] < losses["image U-Net"][0]
-    noisy = logs[logs.index("== image U-Net at the noisy steps"):]
-    assert any(line.startswith("resumed from") and line.endswith("checkpoint-4") for line in noisy[:3]), noisy[:3]
-    assert len(losses["image U-Net at the noisy steps"]) == 2, "steps 5 and 6 continue the 4 uniform ones"
     for name in INSTALLED:
         assert os.path.isfile(paths.shipped(name)) and os.path.isfile(paths.installed(name)), name
     manifest = json.loads((small_run[0] / "weights" / "manifest.json").read_text())
