@@ -5,7 +5,7 @@ real-size random models (SD1.5, mm_sd_v15_v2) or the small test models.
 "GFLOP/s" is FLOPs over time: a motion block far below the U-Net's rate at the same level is spending its time
 on something other than arithmetic (layout copies, normalisation, many short attention sequences).
 
-    python bench/motion_levels.py [--frames 16] [--size 128] [--models full] [--steps 3]
+    python bench/motion_levels.py [--frames 16] [--size 128] [--models full] [--steps 2]
 """
 from __future__ import annotations
 
@@ -89,20 +89,19 @@ def main():
     args = parser.parse_args()
     models = Models(start_host(), full=args.models == "full")
     seconds, flops = measure(models, args.frames, args.size, args.steps)
-    rows, totals = [], defaultdict(float)
+    rows, total_seconds, total_flops = [], defaultdict(float), defaultdict(float)
     order = ("down", "mid", "up")  # the order a step runs them: the encoder down the levels, the decoder up
     levels = sorted({k[:3] for k in seconds}, key=lambda k: (order.index(k[0]), k[1][0] * (1 if k[0] == "up" else -1), k[2]))
     for level in levels:
-        unet, motion = level + ("U-Net",), level + ("motion",)
-        for part in (unet, motion):
-            totals[part[3]] += seconds.get(part, 0.0)
-        s_u, s_m = seconds.get(unet, 0.0), seconds.get(motion, 0.0)
-        f_u, f_m = flops.get(unet, 0.0), flops.get(motion, 0.0)
+        for part in ("U-Net", "motion"):
+            total_seconds[part] += seconds.get(level + (part,), 0.0)
+            total_flops[part] += flops.get(level + (part,), 0.0)
+        (s_u, s_m), (f_u, f_m) = ([figures.get(level + (part,), 0.0) for part in ("U-Net", "motion")]
+                                  for figures in (seconds, flops))
         rows.append([level[0], f"{level[1][0]}x{level[1][1]}", level[2], s_u, s_m, s_m / s_u if s_u else "",
                      f_m / f_u if f_u else "", f_u / s_u / 1e9 if s_u else "", f_m / s_m / 1e9 if s_m else ""])
-    rows.append(["all", "", "", totals["U-Net"], totals["motion"], totals["motion"] / totals["U-Net"],
-                 sum(v for k, v in flops.items() if k[3] == "motion") / sum(v for k, v in flops.items() if k[3] == "U-Net"),
-                 "", ""])
+    rows.append(["all", "", "", total_seconds["U-Net"], total_seconds["motion"],
+                 total_seconds["motion"] / total_seconds["U-Net"], total_flops["motion"] / total_flops["U-Net"], "", ""])
     report(f"motion step by level, {args.models} models, {args.frames} frames, {args.size}x{args.size}, cfg",
            ["blocks", "latent", "channels", "U-Net s/step", "motion s/step", "time ratio", "FLOP ratio",
             "U-Net GFLOP/s", "motion GFLOP/s"], rows,
